@@ -1,0 +1,124 @@
+"""The contract with oned: argv, stdin, exit code, log lines, hooks (SPEC §2).
+
+``vnm/<driver>/<action>`` scripts call :func:`main` with their own path. The
+driver is the script's directory name, the action its file name. The flow is
+one way: stdin bytes -> typed VM -> the driver's planned steps -> applied ->
+hooks -> exit code. Any failure is one ``ERROR: <action>: …`` line and exit 1.
+"""
+
+import os
+import sys
+
+from .errors import VnmError
+from .log import Log
+
+# Arguments each action needs (oned always passes them; a human may not).
+REQUIRED_ARGS = {
+    "pre": (),
+    "post": (),
+    "clean": (),
+    "update_sg": (),
+    "update_nic": ("deploy_id", "vnet_id"),
+    "vnet_create": ("vnet_id",),
+    "vnet_delete": ("vnet_id",),
+}
+ACTIONS = tuple(REQUIRED_ARGS)
+
+
+class Context:
+    """What one action run knows: who it is, its input, and where its tree is."""
+
+    def __init__(self, driver, action, argv, stdin, tree, log):
+        self.driver = driver
+        self.action = action
+        self.argv = argv
+        self.stdin = stdin
+        self.tree = tree  # the remotes' vnm/ directory holding <driver>/<action>
+        self.log = log
+        self._vm = None
+        self._conf = None
+
+    @property
+    def vm(self):
+        if self._vm is None:
+            from .template import parse_vm
+
+            self._vm = parse_vm(self.stdin)
+        return self._vm
+
+    @property
+    def conf(self):
+        if self._conf is None:
+            from . import config, locks
+
+            self._conf = config.load(config.conf_path(self.tree), locks.run_dir_if_writable())
+        return self._conf
+
+    def int_arg(self, position, name):
+        try:
+            return int(self.argv[position], 10)
+        except (IndexError, ValueError):
+            raise VnmError(f"argument {position + 1} ({name}) must be an integer, "
+                           f"got {self.argv[position:position + 1] or 'nothing'}") from None
+
+
+def check_argv(action, argv):
+    needed = REQUIRED_ARGS[action]
+    if len(argv) < len(needed):
+        raise VnmError(f"usage: {action} {' '.join('<' + n + '>' for n in needed)}")
+
+
+def read_stdin():
+    from .template import MAX_STDIN_BYTES
+
+    data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1) if sys.stdin else b""
+    if len(data) > MAX_STDIN_BYTES:
+        raise VnmError(f"stdin is larger than {MAX_STDIN_BYTES} bytes; refused")
+    return data
+
+
+def run_driver_action(ctx):
+    """Run the driver's own work for ``ctx`` (as root, or via the sudo helper)."""
+    from .drivers import load_driver
+
+    handler = load_driver(ctx.driver).ACTIONS[ctx.action]
+    if getattr(handler, "privileged", False) and os.geteuid() != 0:
+        from .privileged import run_through_sudo
+
+        run_through_sudo(ctx)
+    else:
+        handler(ctx)
+
+
+def main(script_path, argv=None):
+    """Entry point of every ``vnm/<driver>/<action>`` script; returns the exit code."""
+    script = os.path.abspath(script_path)
+    action = os.path.basename(script)
+    driver = os.path.basename(os.path.dirname(script))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    log = Log(action)
+    try:
+        if action not in REQUIRED_ARGS:
+            raise VnmError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
+        check_argv(action, argv)
+        stdin = read_stdin()
+        ctx = Context(driver, action, argv, stdin, os.path.dirname(os.path.dirname(script)), log)
+        run_driver_action(ctx)
+        from .hooks import run_hooks
+
+        run_hooks(script + ".d", argv, stdin, log, stdout_passthrough=(driver == "dummy"))
+    except VnmError as exc:
+        if str(exc):
+            log.error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as exc:  # a bug: still one line for oned, details on demand
+        log.error(f"internal error: {type(exc).__name__}: {exc}")
+        if os.environ.get("VNM_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        return 1
+    return 0

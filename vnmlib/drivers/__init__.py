@@ -1,0 +1,32 @@
+"""One module per driver; each exposes ``ACTIONS = {action: handler}``.
+
+Handlers take a :class:`vnmlib.action.Context`. Those marked with
+:func:`privileged` change the host and run as root (through the sudo helper
+when the caller is not root); the others only validate and run hooks.
+"""
+
+import importlib
+
+from ..errors import VnmError
+
+# OpenNebula's VN_MAD names -> module names (802.1Q is not a Python identifier).
+DRIVER_MODULES = {
+    "dummy": "dummy",
+    "bridge": "bridge",
+}
+
+
+def load_driver(name):
+    module = DRIVER_MODULES.get(name)
+    if module is None:
+        raise VnmError(f"unknown driver {name!r} (known: {', '.join(sorted(DRIVER_MODULES))})")
+    return importlib.import_module(f"{__name__}.{module}")
+
+
+def privileged(handler):
+    handler.privileged = True
+    return handler
+
+
+def succeed(ctx):
+    """Actions with nothing to do on this driver: exit 0, hooks still run."""

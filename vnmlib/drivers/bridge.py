@@ -1,0 +1,101 @@
+"""bridge: VM NICs on a Linux bridge, PHYDEV as uplink, optional VLAN trunking (reference §2.2)."""
+
+from .. import linux_bridge, steps, sysfs
+from ..errors import VnmError
+from ..locks import LinkLocks
+from ..naming import check_ifname, parse_vlan_ranges
+from . import privileged, succeed
+
+DRIVER = "bridge"
+
+
+def _nics(vm):
+    return [n for n in vm.nics if n.vn_mad == DRIVER]
+
+
+@privileged
+def pre(ctx):
+    # pre ignores ATTACH: creating what exists already is a no-op (reference §5.4).
+    linux_bridge.attach(ctx, _nics(ctx.vm))
+
+
+@privileged
+def post(ctx):
+    """VLAN trunking for NICs with ``VLAN_TAGGED_ID``: tap and PHYDEV carry the VIDs."""
+    vm = ctx.vm
+    trunks = [(nic, nic.tagged_vlans()) for nic in vm.scoped_nics(DRIVER)]
+    trunks = [(nic, vids) for nic, vids in trunks if vids]
+    if not trunks:
+        return
+    names = [n.bridge for n, _ in trunks] + [n.phydev for n, _ in trunks if n.phydev]
+    with LinkLocks(names):
+        sysfs.check_same_namespace()
+        planned = []
+        for nic, vids in trunks:
+            ports = [linux_bridge.require_tap(vm, nic, nic.bridge)]
+            ports += [nic.phydev] if nic.phydev else []
+            planned += linux_bridge.plan_trunk(nic.bridge, ports, vids)
+        steps.apply(planned, ctx.log)
+
+
+@privileged
+def clean(ctx):
+    plugged = ctx.vm.hotplugged()
+    if plugged is not None and plugged.kind != "NIC":
+        return  # alias or PCI hot-plug: no bridge-level work (reference special_hotplug?)
+    linux_bridge.release(ctx, ctx.vm.scoped_nics(DRIVER))
+
+
+@privileged
+def update_nic(ctx):
+    """Live vnet update: ``VNET_UPDATE`` holds the old PHYDEV / VLAN_TAGGED_ID."""
+    vm = ctx.vm
+    vnet_id = ctx.int_arg(1, "vnet_id")
+    changed = vm.vnet_update
+    nics = [n for n in _nics(vm) if n.network_id == vnet_id]
+    if not nics or not ({"PHYDEV", "VLAN_TAGGED_ID"} & set(changed)):
+        return
+    old_phydev = changed.get("PHYDEV", "")
+    if old_phydev:
+        check_ifname(old_phydev, "VNET_UPDATE PHYDEV")
+    names = [n.bridge for n in nics] + [n.phydev for n in nics if n.phydev]
+    with LinkLocks(names + ([old_phydev] if old_phydev else [])):
+        sysfs.check_same_namespace()
+        view = linux_bridge.HostView()
+        planned = []
+        for nic in nics:
+            bridge = nic.bridge
+            if "PHYDEV" in changed:
+                if old_phydev and old_phydev != nic.phydev and view.master(old_phydev) == bridge:
+                    planned.append(steps.SetNoMaster(old_phydev, bridge))
+                    view.planned_masters[old_phydev] = None
+                if nic.phydev:
+                    planned += linux_bridge.plan_uplink(view, nic.phydev, bridge, nic.label)
+            if "VLAN_TAGGED_ID" in changed:
+                planned += _retrunk(vm, nic, changed["VLAN_TAGGED_ID"])
+        steps.apply(planned, ctx.log)
+
+
+def _retrunk(vm, nic, old_text):
+    try:
+        old = parse_vlan_ranges(old_text, "VNET_UPDATE VLAN_TAGGED_ID") if old_text else []
+    except VnmError:
+        old = []  # an old value that never parsed was never applied either
+    new = nic.tagged_vlans()
+    ports = [nic.phydev] if nic.phydev else []
+    tap = vm.tap_name(nic)
+    if sysfs.master(tap) == nic.bridge:
+        ports.insert(0, tap)
+    remove = [v for v in old if v not in new]
+    return linux_bridge.plan_trunk(nic.bridge, ports, new, remove)
+
+
+ACTIONS = {
+    "pre": pre,
+    "post": post,
+    "clean": clean,
+    "update_sg": succeed,
+    "update_nic": update_nic,
+    "vnet_create": succeed,
+    "vnet_delete": succeed,
+}

@@ -1,0 +1,173 @@
+"""Linux bridges for VM NICs: create, attach uplinks, trunk VLANs, release.
+
+Shared by every Linux-bridge driver (bridge, fw, 802.1Q, vxlan, elastic). The
+planners here read the kernel through :mod:`vnmlib.sysfs` and return
+:mod:`vnmlib.steps`; callers hold the :class:`vnmlib.locks.LinkLocks` of every
+link they name, so what was read stays true until the steps are applied.
+"""
+
+from . import steps, sysfs
+from .bridge_options import bridge_options, sysfs_name
+from .config import is_true, nic_conf
+from .errors import VnmError
+from .locks import BridgeUsers, LinkLocks, nic_user
+from .naming import vlan_device_name
+
+
+class HostView:
+    """sysfs, plus what the steps planned so far in this action will change."""
+
+    def __init__(self):
+        self.planned_bridges = set()
+        self.planned_masters = {}
+
+    def exists(self, name):
+        return name in self.planned_bridges or sysfs.exists(name)
+
+    def is_bridge(self, name):
+        return name in self.planned_bridges or sysfs.is_bridge(name)
+
+    def master(self, name):
+        if name in self.planned_masters:
+            return self.planned_masters[name]
+        return sysfs.master(name)
+
+
+class BridgeNeed:
+    """What one NIC needs from the host: its bridge (with options) and uplink."""
+
+    def __init__(self, nic, conf):
+        self.nic = nic
+        self.conf = nic_conf(conf, nic)
+        self.bridge = nic.bridge
+        self.phydev = nic.phydev
+        self.options = bridge_options(self.conf, nic)
+
+    @property
+    def keep_empty(self):
+        return is_true(self.conf.get("keep_empty_bridge"))
+
+    def non_guests(self):
+        """Ports that do not make the bridge "in use" (reference §2.0 guests rule)."""
+        names = {f"{self.bridge}b"}  # the TProxy veth
+        if self.phydev:
+            names.add(self.phydev)
+            vlan_id = self.nic.vlan_id
+            if vlan_id is not None:
+                names.add(vlan_device_name(self.phydev, vlan_id))
+        return names
+
+
+def plan_bridge(view, need):
+    """Steps to make ``need.bridge`` exist, be up and carry ``need.options``."""
+    name = need.bridge
+    if name in view.planned_bridges:
+        return []
+    if not view.exists(name):
+        view.planned_bridges.add(name)
+        return [steps.CreateBridge(name, need.options), steps.LinkUp(name)]
+    if not view.is_bridge(name):
+        kind = sysfs.link_kind(name) or "non-bridge"
+        raise VnmError(f"{need.nic.label}: BRIDGE {name} exists but is a {kind} device, not a bridge")
+    for option, wanted in need.options.items():
+        have = sysfs.bridge_option(name, sysfs_name(option))
+        if have != wanted:
+            raise VnmError(f"{need.nic.label}: bridge {name} exists with {option}={have}, "
+                           f"but the configuration asks for {option}={wanted}")
+    return [] if sysfs.is_up(name) else [steps.LinkUp(name)]
+
+
+def plan_uplink(view, port, bridge, label):
+    """Steps to make ``port`` (PHYDEV) a port of ``bridge``; never steal it from another."""
+    if not view.exists(port):
+        raise VnmError(f"{label}: PHYDEV {port} does not exist on this host")
+    current = view.master(port)
+    if current == bridge:
+        return []
+    if current is not None:
+        raise VnmError(f"{label}: PHYDEV {port} is already a port of {current}, not of {bridge}")
+    view.planned_masters[port] = bridge
+    return [steps.SetMaster(port, bridge)]
+
+
+def plan_attach(view, needs):
+    """All steps for ``pre``: bridges first, then uplinks, in NIC order."""
+    planned = []
+    for need in needs:
+        planned += plan_bridge(view, need)
+        if need.phydev:
+            planned += plan_uplink(view, need.phydev, need.bridge, need.nic.label)
+    return planned
+
+
+def plan_release(bridge, needs, users_left, extra_devices=()):
+    """Steps for ``clean``: delete the bridge (and ``extra_devices``) when nobody uses it."""
+    if any(need.keep_empty for need in needs) or not sysfs.is_bridge(bridge):
+        return []
+    non_guests = set().union(*(need.non_guests() for need in needs))
+    if users_left or set(sysfs.bridge_ports(bridge)) - non_guests:
+        return []
+    return [steps.DeleteLink(bridge)] + [steps.DeleteLink(d) for d in extra_devices
+                                         if sysfs.exists(d)]
+
+
+def attach(ctx, nics):
+    """``pre`` for ``nics``: bridge + uplink per NIC, recorded as users of the bridge."""
+    needs = [BridgeNeed(nic, ctx.conf) for nic in nics]
+    if not needs:
+        return
+    names = [n.bridge for n in needs] + [n.phydev for n in needs if n.phydev]
+    with LinkLocks(names):
+        sysfs.check_same_namespace()
+        steps.apply(plan_attach(HostView(), needs), ctx.log)
+        users = BridgeUsers()
+        for need in needs:
+            users.add(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id))
+
+
+def release(ctx, nics, extra_devices=lambda need: ()):
+    """``clean`` for ``nics``: forget them as users, delete bridges left unused."""
+    needs = [BridgeNeed(nic, ctx.conf) for nic in nics]
+    by_bridge = {}
+    for need in needs:
+        by_bridge.setdefault(need.bridge, []).append(need)
+    if not by_bridge:
+        return
+    names = list(by_bridge) + [d for n in needs for d in extra_devices(n)]
+    with LinkLocks(names):
+        sysfs.check_same_namespace()
+        users = BridgeUsers()
+        planned = []
+        for bridge, bridge_needs in by_bridge.items():
+            for need in bridge_needs:
+                users.remove(bridge, nic_user(need.nic.vm_id, need.nic.nic_id))
+            extra = [d for n in bridge_needs for d in extra_devices(n)]
+            planned += plan_release(bridge, bridge_needs, users.users(bridge), extra)
+        steps.apply(planned, ctx.log)
+
+
+def plan_trunk(bridge, ports, vids, remove=()):
+    """VLAN trunking on a bridge: filtering on, ``vids`` allowed on each port."""
+    if not sysfs.is_bridge(bridge):
+        raise VnmError(f"bridge {bridge} does not exist on this host")
+    planned = []
+    for port in ports:
+        if remove:
+            planned.append(steps.VlanDel(port, remove))
+    if vids:
+        if not sysfs.bridge_option(bridge, "vlan_filtering"):
+            planned.append(steps.SetBridgeOptions(bridge, {"vlan_filtering": 1},
+                                                  feature="bridge VLAN filtering"))
+        planned += [steps.VlanAdd(port, vids) for port in ports]
+    return planned
+
+
+def require_tap(vm, nic, bridge):
+    """The NIC's tap, which ``post`` expects the hypervisor to have put on ``bridge``."""
+    tap = vm.tap_name(nic)
+    if not sysfs.exists(tap):
+        raise VnmError(f"{nic.label}: tap {tap} does not exist; post runs after the "
+                       "hypervisor has created it")
+    if sysfs.master(tap) != bridge:
+        raise VnmError(f"{nic.label}: tap {tap} is not a port of bridge {bridge}")
+    return tap

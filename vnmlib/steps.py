@@ -1,0 +1,184 @@
+"""Changes to the host as data: planned, shown, applied, undone.
+
+Drivers compare what a VM needs with what the kernel has and return a list of
+steps (empty when the host is already right). :func:`apply` runs them in
+order; if one fails, the steps already applied are undone in reverse, so a
+failed ``pre`` leaves no half-built device behind (SPEC decision 10). The same
+lists are what ``vnm plan`` prints, so plan and apply cannot drift.
+"""
+
+from .errors import VnmError
+
+
+class Step:
+    def describe(self):
+        raise NotImplementedError
+
+    def apply(self, nl):
+        raise NotImplementedError
+
+    def undo(self):
+        """The step that reverses this one, or None when there is nothing to reverse."""
+        return None
+
+    def __repr__(self):
+        return f"<{self.describe()}>"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and vars(self) == vars(other)
+
+
+class CreateBridge(Step):
+    def __init__(self, name, options):
+        self.name = name
+        self.options = options
+
+    def describe(self):
+        opts = "".join(f" {k} {v}" for k, v in self.options.items())
+        return f"create bridge {self.name}{opts}"
+
+    def apply(self, nl):
+        from .bridge_options import netlink_attrs
+
+        nl.create_bridge(self.name, netlink_attrs(self.options))
+
+    def undo(self):
+        return DeleteLink(self.name)
+
+
+class SetBridgeOptions(Step):
+    def __init__(self, name, options, feature=None):
+        self.name = name
+        self.options = options
+        self.feature = feature
+
+    def describe(self):
+        return f"set bridge {self.name}" + "".join(f" {k} {v}" for k, v in self.options.items())
+
+    def apply(self, nl):
+        from .bridge_options import netlink_attrs
+
+        nl.set_bridge(self.name, netlink_attrs(self.options), self.feature)
+
+
+class LinkUp(Step):
+    def __init__(self, name):
+        self.name = name
+
+    def describe(self):
+        return f"set {self.name} up"
+
+    def apply(self, nl):
+        nl.set_up(self.name)
+
+
+class SetMaster(Step):
+    def __init__(self, port, bridge):
+        self.port = port
+        self.bridge = bridge
+
+    def describe(self):
+        return f"enslave {self.port} to {self.bridge}"
+
+    def apply(self, nl):
+        nl.set_master(self.port, self.bridge)
+
+    def undo(self):
+        return SetNoMaster(self.port, self.bridge)
+
+
+class SetNoMaster(Step):
+    def __init__(self, port, bridge):
+        self.port = port
+        self.bridge = bridge
+
+    def describe(self):
+        return f"release {self.port} from {self.bridge}"
+
+    def apply(self, nl):
+        nl.set_nomaster(self.port)
+
+
+class DeleteLink(Step):
+    def __init__(self, name):
+        self.name = name
+
+    def describe(self):
+        return f"delete {self.name}"
+
+    def apply(self, nl):
+        nl.delete(self.name)
+
+
+class VlanAdd(Step):
+    """Allow VIDs on a bridge port (tagged unless ``flags`` say pvid/untagged)."""
+
+    def __init__(self, port, vids, flags=0):
+        self.port = port
+        self.vids = list(vids)
+        self.flags = flags
+
+    def describe(self):
+        return f"allow VLANs {_ranges(self.vids)} on {self.port}"
+
+    def apply(self, nl):
+        for vid in self.vids:
+            nl.vlan_add(self.port, vid, self.flags)
+
+    def undo(self):
+        return VlanDel(self.port, self.vids)
+
+
+class VlanDel(Step):
+    def __init__(self, port, vids):
+        self.port = port
+        self.vids = list(vids)
+
+    def describe(self):
+        return f"remove VLANs {_ranges(self.vids)} from {self.port}"
+
+    def apply(self, nl):
+        for vid in self.vids:
+            nl.vlan_del(self.port, vid)
+
+
+def _ranges(vids):
+    """[10, 20, 21, 22] -> '10,20-22' for log lines."""
+    out, ordered = [], sorted(set(vids))
+    start = prev = None
+    for vid in ordered + [None]:
+        if prev is not None and vid == prev + 1:
+            prev = vid
+            continue
+        if start is not None:
+            out.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = vid
+    return ",".join(out)
+
+
+def apply(steps, log):
+    """Apply ``steps``; on failure undo what was applied and re-raise."""
+    if not steps:
+        return
+    from .netlink import Netlink
+
+    nl = Netlink()
+    done = []
+    try:
+        for step in steps:
+            step.apply(nl)
+            done.append(step)
+            log.info(step.describe())
+    except VnmError as exc:
+        for step in reversed(done):
+            undo = step.undo()
+            if undo is None:
+                continue
+            try:
+                undo.apply(nl)
+                log.info(f"rolled back: {undo.describe()}")
+            except VnmError as undo_exc:
+                log.error(f"rollback failed: {undo_exc}")
+        raise exc
+    finally:
+        nl.close()

@@ -1,0 +1,73 @@
+"""Cheap reads of link state from /sys/class/net (no netlink, no pyroute2).
+
+A warm ``pre`` (bridge there, uplink enslaved) must finish in a few times the
+interpreter's start-up, so every question the planners ask is answered from
+sysfs: a stat or a readlink each. Writes always go through netlink.
+"""
+
+import os
+
+from .errors import VnmError
+
+SYS_NET = "/sys/class/net"
+IFF_UP = 0x1
+
+
+def check_same_namespace():
+    """Refuse to plan from a sysfs that belongs to another network namespace.
+
+    sysfs shows the links of the namespace it was mounted in; a process that
+    entered a namespace with setns(2) alone (not ``ip netns exec``, which
+    remounts /sys) would read the wrong host's state. /proc/self/net always
+    follows the caller's namespace, so the two lists must agree.
+    """
+    with open("/proc/self/net/dev", encoding="ascii") as handle:
+        proc = {line.split(":", 1)[0].strip() for line in handle.readlines()[2:]}
+    if proc != set(os.listdir(SYS_NET)):
+        raise VnmError("/sys/class/net does not show this network namespace's links; "
+                       "enter namespaces with 'ip netns exec', which remounts /sys")
+
+
+def exists(name):
+    return os.path.exists(f"{SYS_NET}/{name}")
+
+
+def is_bridge(name):
+    return os.path.isdir(f"{SYS_NET}/{name}/bridge")
+
+
+def is_up(name):
+    with open(f"{SYS_NET}/{name}/flags", encoding="ascii") as handle:
+        return bool(int(handle.read(), 16) & IFF_UP)
+
+
+def master(name):
+    """Name of the bridge (or bond…) ``name`` is enslaved to, or None."""
+    try:
+        return os.path.basename(os.readlink(f"{SYS_NET}/{name}/master"))
+    except OSError:
+        return None
+
+
+def bridge_ports(bridge):
+    try:
+        return sorted(os.listdir(f"{SYS_NET}/{bridge}/brif"))
+    except OSError:
+        return []
+
+
+def bridge_option(bridge, sysfs_name):
+    with open(f"{SYS_NET}/{bridge}/bridge/{sysfs_name}", encoding="ascii") as handle:
+        return int(handle.read().strip(), 0)
+
+
+def link_kind(name):
+    """``DEVTYPE`` from uevent (bridge, vlan, vxlan, …); "" for plain devices like veth."""
+    try:
+        with open(f"{SYS_NET}/{name}/uevent", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("DEVTYPE="):
+                    return line[8:].strip()
+    except OSError:
+        pass
+    return ""

@@ -1,0 +1,251 @@
+"""stdin bytes -> typed VM / NIC / NIC_ALIAS / PCI / security-group rules.
+
+oned sends base64 of a compact XML document (reference §1.2). The reduced VM of
+pre/post/clean/update_sg spreads its content over *many sibling* ``<TEMPLATE>``
+and ``<HISTORY_RECORDS>`` elements, so every lookup here iterates over all of
+them (``iterfind('TEMPLATE/NIC')``), never ``find('TEMPLATE')``.
+"""
+
+import binascii
+import re
+
+from .errors import InputError
+from .naming import check_ifname, parse_vlan_ranges
+
+# A VM with hundreds of NICs and security-group rules is well under 1 MiB;
+# anything much larger is an attack or a bug, and is refused before decoding.
+MAX_STDIN_BYTES = 16 * 1024 * 1024
+
+_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+def decode_base64(data):
+    """Decode like Ruby's ``Base64.decode64``: ignore line breaks, junk and padding."""
+    if len(data) > MAX_STDIN_BYTES:
+        raise InputError(f"stdin is {len(data)} bytes, more than the {MAX_STDIN_BYTES} allowed")
+    clean = _B64_JUNK.sub(b"", data)
+    if not clean:
+        raise InputError("stdin is empty: expected the base64 VM description from oned")
+    if len(clean) % 4 == 1:
+        raise InputError("stdin is not valid base64 (truncated)")
+    return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
+
+
+def parse_xml(raw, action_root):
+    """Parse with entities, DTDs and network off; refuse any DOCTYPE outright.
+
+    oned never sends a DOCTYPE, so one can only come from a hostile or broken
+    source: refusing it closes entity expansion and external entities at once.
+    """
+    from lxml import etree  # 18 ms to import: only actions that read XML pay it
+
+    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
+        raise InputError("the XML document carries a DOCTYPE or ENTITY declaration; refused")
+    parser = etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )
+    try:
+        root = etree.fromstring(raw, parser)
+    except etree.XMLSyntaxError as exc:
+        raise InputError(f"stdin is not a valid XML document: {exc}") from None
+    if root.tag != action_root:
+        raise InputError(f"expected a <{action_root}> document, got <{root.tag}>")
+    return root
+
+
+def _text(element):
+    return (element.text or "").strip() if element is not None else ""
+
+
+def _leaf_attributes(element):
+    """Child elements -> {NAME: text}. Nested elements are skipped; the first wins."""
+    attrs = {}
+    for child in element:
+        if isinstance(child.tag, str) and len(child) == 0 and child.tag not in attrs:
+            attrs[child.tag] = _text(child)
+    return attrs
+
+
+def _yes(value):
+    return value.strip().upper() == "YES"
+
+
+class Nic:
+    """One ``NIC``, ``NIC_ALIAS`` or ``PCI`` element of the VM (``kind`` says which)."""
+
+    __slots__ = ("kind", "attrs", "vm_id")
+
+    def __init__(self, kind, attrs, vm_id):
+        self.kind = kind
+        self.attrs = attrs
+        self.vm_id = vm_id
+
+    def get(self, name, default=""):
+        value = self.attrs.get(name, "")
+        return value if value != "" else default
+
+    @property
+    def label(self):
+        """How error lines name this NIC: ``NIC 1``, ``NIC_ALIAS 3``, ``PCI 4``."""
+        return f"{self.kind} {self.attrs.get('NIC_ID', '?')}"
+
+    def int_attr(self, name, low=None, high=None, required=True):
+        value = self.get(name)
+        if value == "":
+            if required:
+                raise InputError(f"{self.label}: {name} is missing")
+            return None
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise InputError(f"{self.label}: {name} {value!r} is not an integer") from None
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise InputError(f"{self.label}: {name} {number} is out of range {low}..{high}")
+        return number
+
+    def ifname_attr(self, name, required=True):
+        value = self.get(name)
+        if value == "" and not required:
+            return ""
+        return check_ifname(value, f"{self.label}: {name}")
+
+    @property
+    def nic_id(self):
+        return self.int_attr("NIC_ID", 0)
+
+    @property
+    def vn_mad(self):
+        return self.get("VN_MAD")
+
+    @property
+    def bridge(self):
+        return self.ifname_attr("BRIDGE")
+
+    @property
+    def phydev(self):
+        """The uplink, or "" when the network has none."""
+        return self.ifname_attr("PHYDEV", required=False)
+
+    @property
+    def vlan_id(self):
+        """802.1Q VID or VXLAN VNI; None when unset."""
+        return self.int_attr("VLAN_ID", 0, 16777215, required=False)
+
+    @property
+    def attached(self):
+        return _yes(self.get("ATTACH", "NO"))
+
+    @property
+    def parent_id(self):
+        return self.int_attr("PARENT_ID", 0)
+
+    @property
+    def network_id(self):
+        return self.int_attr("NETWORK_ID", 0, required=False)
+
+    def tagged_vlans(self):
+        """VLAN_TAGGED_ID expanded to a list of VIDs ([] when unset)."""
+        text = self.get("VLAN_TAGGED_ID")
+        return parse_vlan_ranges(text, f"{self.label}: VLAN_TAGGED_ID") if text else []
+
+
+class SecurityGroupRule:
+    """One ``SECURITY_GROUP_RULE`` of the VM; the firewall engine types its fields."""
+
+    __slots__ = ("attrs",)
+
+    def __init__(self, attrs):
+        self.attrs = attrs
+
+    def get(self, name, default=""):
+        value = self.attrs.get(name, "")
+        return value if value != "" else default
+
+    @property
+    def security_group_id(self):
+        return self.get("SECURITY_GROUP_ID")
+
+
+class VM:
+    """The VM as one action sees it; built by :func:`parse_vm`."""
+
+    __slots__ = ("id", "deploy_id", "nics", "aliases", "pcis", "rules", "vm_mad",
+                 "vnet_update")
+
+    def __init__(self, root):
+        vm_id = _text(root.find("ID"))
+        if not vm_id.isdigit():
+            raise InputError(f"VM ID {vm_id!r} is missing or not an integer")
+        self.id = int(vm_id)
+        self.deploy_id = _text(root.find("DEPLOY_ID"))
+        self.nics = [Nic("NIC", _leaf_attributes(e), self.id) for e in root.iterfind("TEMPLATE/NIC")]
+        self.aliases = [Nic("NIC_ALIAS", _leaf_attributes(e), self.id)
+                        for e in root.iterfind("TEMPLATE/NIC_ALIAS")]
+        self.pcis = [Nic("PCI", _leaf_attributes(e), self.id) for e in root.iterfind("TEMPLATE/PCI")]
+        self.rules = [SecurityGroupRule(_leaf_attributes(e))
+                      for e in root.iterfind("TEMPLATE/SECURITY_GROUP_RULE")]
+        # HISTORY_RECORDS may be absent (the reference crashes then); "" means unknown.
+        self.vm_mad = _text(root.find("HISTORY_RECORDS/HISTORY/VM_MAD"))
+        update = root.find("TEMPLATE/VNET_UPDATE")
+        self.vnet_update = _leaf_attributes(update) if update is not None else {}
+
+    def tap_name(self, nic):
+        """The host side of a guest NIC.
+
+        KVM uses ``TARGET`` (oned sets ``one-<vm>-<nic>``); LXC names the veth
+        ``<deploy_id>-<nic_id>`` (reference §2.0).
+        """
+        if self.vm_mad == "lxc" and self.deploy_id:
+            return check_ifname(f"{self.deploy_id}-{nic.nic_id}", f"{nic.label}: tap")
+        target = nic.get("TARGET")
+        if target:
+            return check_ifname(target, f"{nic.label}: TARGET")
+        return check_ifname(f"one-{self.id}-{nic.nic_id}", f"{nic.label}: tap")
+
+    def driver_nics(self, driver):
+        """NICs and PCI devices with ``VN_MAD=driver`` (SPEC §2)."""
+        return [n for n in self.nics + self.pcis if n.vn_mad == driver]
+
+    def driver_aliases(self, driver):
+        """Aliases whose *parent* NIC belongs to ``driver`` (SPEC decision 3)."""
+        mine = {n.get("NIC_ID") for n in self.nics if n.vn_mad == driver}
+        return [a for a in self.aliases if a.get("PARENT_ID") in mine]
+
+    def hotplugged(self):
+        """The NIC, NIC_ALIAS or PCI carrying ``ATTACH=YES``, or None (reference §5.4)."""
+        for element in self.nics + self.aliases + self.pcis:
+            if element.attached:
+                return element
+        return None
+
+    def scoped_nics(self, driver):
+        """The driver's NICs an attach/detach ``post``/``clean`` acts on.
+
+        During a hot-plug only the attached element counts: if it is another
+        driver's NIC, or an alias or PCI device (no bridge-level work), the
+        answer is empty.
+        """
+        plugged = self.hotplugged()
+        if plugged is None:
+            return [n for n in self.nics if n.vn_mad == driver]
+        if plugged.kind == "NIC" and plugged.vn_mad == driver:
+            return [plugged]
+        return []
+
+
+def parse_vm(stdin_bytes):
+    return VM(parse_xml(decode_base64(stdin_bytes), "VM"))
+
+
+def parse_vnet(stdin_bytes):
+    """The ``<VNET>`` of vnet_create / vnet_delete, as {NAME: text} plus ``ID``."""
+    root = parse_xml(decode_base64(stdin_bytes), "VNET")
+    attrs = _leaf_attributes(root)
+    attrs.update(_leaf_attributes(root.find("TEMPLATE")) if root.find("TEMPLATE") is not None else {})
+    return attrs
