@@ -58,9 +58,10 @@ def run_hooks(directory, argv, stdin_bytes, log, stdout_passthrough=False):
         else:
             for line in done.stdout.decode(errors="replace").splitlines():
                 log.info(f"{name}: {line}")
-        if done.returncode != 0:
-            for line in done.stderr.decode(errors="replace").splitlines():
-                log.error(f"{name}: {line}")
-            raise VnmError(f"hook {name} failed with exit code {done.returncode}")
-        for line in done.stderr.decode(errors="replace").splitlines():
+        errors = done.stderr.decode(errors="replace").splitlines()
+        for line in errors:
             log.info(f"{name}: {line}")
+        if done.returncode != 0:
+            last = next((line for line in reversed(errors) if line.strip()), "")
+            raise VnmError(f"hook {name} failed with exit code {done.returncode}"
+                           + (f": {last}" if last else ""))

@@ -65,7 +65,7 @@ def plan_bridge(view, need):
         return []
     if not view.exists(name):
         view.planned_bridges.add(name)
-        return [steps.CreateBridge(name, need.options), steps.LinkUp(name)]
+        return [steps.CreateBridge(name, need.options, need.nic.label), steps.LinkUp(name)]
     if not view.is_bridge(name):
         kind = sysfs.link_kind(name) or "non-bridge"
         raise VnmError(f"{need.nic.label}: BRIDGE {name} exists but is a {kind} device, not a bridge")

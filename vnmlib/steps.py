@@ -11,6 +11,8 @@ from .errors import VnmError
 
 
 class Step:
+    origin = ""  # what asked for the step (e.g. "NIC 1"), prefixed to its errors
+
     def describe(self):
         raise NotImplementedError
 
@@ -29,9 +31,10 @@ class Step:
 
 
 class CreateBridge(Step):
-    def __init__(self, name, options):
+    def __init__(self, name, options, origin=""):
         self.name = name
         self.options = options
+        self.origin = origin
 
     def describe(self):
         opts = "".join(f" {k} {v}" for k, v in self.options.items())
@@ -170,6 +173,9 @@ def apply(steps, log):
             done.append(step)
             log.info(step.describe())
     except VnmError as exc:
+        failed = steps[len(done)]
+        if failed.origin:
+            exc = VnmError(f"{failed.origin}: {exc}", exc.exit_code)
         for step in reversed(done):
             undo = step.undo()
             if undo is None:

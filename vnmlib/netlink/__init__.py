@@ -57,7 +57,8 @@ class Netlink:
         return found[0]
 
     def create_bridge(self, name, attrs):
-        self._call(f"cannot create bridge {name}", "the bridge module",
+        opts = "".join(f" {k}={v}" for k, v in attrs.items())
+        self._call(f"cannot create bridge {name}{opts}", "the bridge module",
                    self.ipr.link, "add", ifname=name, kind="bridge", **attrs)
 
     def set_bridge(self, name, attrs, feature=None):

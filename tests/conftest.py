@@ -1,0 +1,49 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from helpers import FIXTURES, Namespace  # noqa: E402
+
+
+def pytest_configure(config):
+    # The fixtures are the reference's input format: without them the suite
+    # would silently test less. Fail, never skip.
+    if not os.path.isdir(FIXTURES):
+        raise pytest.UsageError(f"{FIXTURES} not found: clone with ../shared beside the repo "
+                                "or set VNM_SHARED")
+
+
+def pytest_collection_modifyitems(config, items):
+    """full_kernel tests run only where the kernel has what they need (User-Mode Linux).
+
+    tools/uml/run-full-kernel-tests boots UML and sets VNM_FULL_KERNEL=1; on the
+    host they are deselected (not skipped): .ci/run runs them in UML.
+    """
+    full = os.environ.get("VNM_FULL_KERNEL") == "1"
+    keep, drop = [], []
+    for item in items:
+        wants_full = item.get_closest_marker("full_kernel") is not None
+        (keep if wants_full == full else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    path = tmp_path / "run"
+    path.mkdir()
+    return str(path)
+
+
+@pytest.fixture
+def ns(run_dir):
+    if os.geteuid() != 0:
+        pytest.fail("functional tests need root (network namespaces)")
+    namespace = Namespace(run_dir)
+    yield namespace
+    namespace.delete()
