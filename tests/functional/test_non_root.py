@@ -1,0 +1,107 @@
+"""oneadmin's view: a non-root user runs the actions; root work goes through sudo -n.
+
+The test makes a throwaway user, a oneadmin-owned copy of the remotes tree, a
+root-owned helper (vnm-action with its own vnmlib) and a sudoers drop-in for
+exactly that helper; all are removed afterwards.
+"""
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from helpers import PYTHON, REPO, assert_ok, assert_one_error, b64, bridge_nic, sh, vm_xml
+
+USER = "vnmtest"
+
+
+@pytest.fixture
+def oneadmin():
+    created = False
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        sh("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER)
+        created = True
+    base = tempfile.mkdtemp(prefix="vnm-nonroot-", dir="/var/tmp")
+    os.chmod(base, 0o755)
+    sudoers = f"/etc/sudoers.d/vnm-test-{os.getpid()}"
+    try:
+        yield base, sudoers
+    finally:
+        if os.path.exists(sudoers):
+            os.unlink(sudoers)
+        shutil.rmtree(base, ignore_errors=True)
+        if created:
+            sh("userdel", USER, check=False)
+
+
+def install(base, sudoers, allow=True):
+    user = pwd.getpwnam(USER)
+    # what onehost sync leaves on a host: a tree owned by oneadmin
+    tree = os.path.join(base, "one", "vnm")
+    shutil.copytree(os.path.join(REPO, "vnm"), tree, symlinks=True)
+    shutil.copytree(os.path.join(REPO, "vnmlib"), os.path.join(tree, "vnmlib"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for root, dirs, files in os.walk(os.path.join(base, "one")):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), user.pw_uid, user.pw_gid)
+    os.lchown(os.path.join(base, "one"), user.pw_uid, user.pw_gid)
+    # what the admin installs as root, outside the tree
+    helper_dir = os.path.join(base, "sbin")
+    shutil.copytree(os.path.join(REPO, "vnmlib"), os.path.join(helper_dir, "vnmlib"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    helper = os.path.join(helper_dir, "vnm-action")
+    with open(helper, "w", encoding="ascii") as handle:
+        handle.write(f"#!{PYTHON} -I\nimport sys\nsys.path.insert(0, {helper_dir!r})\n"
+                     "from vnmlib.privileged import helper_main\nsys.exit(helper_main())\n")
+    os.chmod(helper, 0o755)
+    if allow:
+        with open(sudoers, "w", encoding="ascii") as handle:
+            handle.write(f"{USER} ALL=(root) NOPASSWD: {helper}\n")
+        os.chmod(sudoers, 0o440)
+        sh("visudo", "-c", "-f", sudoers)
+    return tree, helper
+
+
+def run_as_user(ns, tree, helper, driver, action, *args, stdin=b""):
+    return subprocess.run(
+        ["ip", "netns", "exec", ns.name, "sudo", "-u", USER, "env", f"VNM_SUDO_HELPER={helper}",
+         PYTHON, os.path.join(tree, driver, action), *args],
+        input=stdin, capture_output=True, check=False)
+
+
+def test_non_root_caller_goes_through_sudo_and_hooks_stay_unprivileged(ns, oneadmin):
+    base, sudoers = oneadmin
+    tree, helper = install(base, sudoers)
+    marker = os.path.join(base, "one", "hook-uid")
+    hook = os.path.join(tree, "bridge", "pre.d", "01_whoami")
+    with open(hook, "w", encoding="ascii") as handle:
+        handle.write(f"#!/bin/sh\nid -u > {marker}\n")
+    os.chmod(hook, 0o755)
+    os.chown(hook, pwd.getpwnam(USER).pw_uid, -1)
+    vm = b64(vm_xml(30, [bridge_nic(30, 0, "brn", "uplink0")]))
+    done = assert_ok(run_as_user(ns, tree, helper, "bridge", "pre", stdin=vm))
+    assert "create bridge brn" in done.stderr.decode()
+    assert ns.links()["uplink0"]["master"] == "brn"
+    with open(marker, encoding="ascii") as handle:
+        assert int(handle.read()) == pwd.getpwnam(USER).pw_uid
+    # errors from the root side arrive as one line
+    bad = b64(vm_xml(30, [bridge_nic(30, 0, "brn", "nosuch0")]))
+    assert_one_error(run_as_user(ns, tree, helper, "bridge", "pre", stdin=bad), "PHYDEV nosuch0")
+    assert_ok(run_as_user(ns, tree, helper, "bridge", "clean", "h", stdin=vm))
+    assert "brn" not in ns.links()
+
+
+def test_missing_sudoers_entry_is_one_clear_error(ns, oneadmin):
+    base, sudoers = oneadmin
+    tree, helper = install(base, sudoers, allow=False)
+    vm = b64(vm_xml(31, [bridge_nic(31, 0, "brn", "uplink0")]))
+    assert_one_error(run_as_user(ns, tree, helper, "bridge", "pre", stdin=vm), "sudo -n", "README")
+    assert "brn" not in ns.links()
+    # actions without privileged work need no sudo at all
+    assert_ok(run_as_user(ns, tree, helper, "dummy", "pre", stdin=vm))
+    assert_ok(run_as_user(ns, tree, helper, "bridge", "update_sg", "one-31", stdin=vm))

@@ -1,0 +1,40 @@
+"""Reading ../shared/golden: the reference drivers' exit codes and kernel state per step."""
+
+import os
+import re
+
+from helpers import GOLDEN
+
+
+def rc(scenario, step):
+    with open(os.path.join(GOLDEN, scenario, f"{step}.rc"), encoding="ascii") as handle:
+        return int(handle.read().strip())
+
+
+def argv(scenario, step):
+    """``bridge/post one-7 node1`` -> ("bridge", "post", ["one-7", "node1"])."""
+    with open(os.path.join(GOLDEN, scenario, f"{step}.argv"), encoding="ascii") as handle:
+        words = handle.read().split()
+    driver, action = words[0].split("/")
+    return driver, action, words[1:]
+
+
+def state(scenario, name):
+    """(set of link names, {port: master}) from an ``NN-after-<step>.state`` file."""
+    sections, current = {}, None
+    with open(os.path.join(GOLDEN, scenario, name), encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("## "):
+                current = sections.setdefault(line[3:].strip(), [])
+            elif current is not None and line.strip():
+                current.append(line.rstrip("\n"))
+    links = {line.split()[0].split("@")[0] for line in sections.get("ip -d -br link", [])}
+    masters = {}
+    for line in sections.get("bridge link", []):
+        match = re.match(r"^(\S+?)(@\S+)?: .* master (\S+)", line)
+        masters[match.group(1)] = match.group(3)
+    return links, masters
+
+
+def restrict(links, masters, names):
+    return links & names, {p: m for p, m in masters.items() if p in names}
