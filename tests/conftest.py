@@ -20,7 +20,7 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     """full_kernel tests run only where the kernel has what they need (User-Mode Linux).
 
-    tools/uml/run-full-kernel-tests boots UML and sets VNM_FULL_KERNEL=1; on the
+    test.sh boots UML (tools/uml/run.sh) and sets VNM_FULL_KERNEL=1; on the
     host they are deselected (not skipped): .ci/run runs them in UML.
     """
     full = os.environ.get("VNM_FULL_KERNEL") == "1"
@@ -47,3 +47,12 @@ def ns(run_dir):
     namespace = Namespace(run_dir)
     yield namespace
     namespace.delete()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """In CI a skipped test is a defect: it hides a missing dependency."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if os.environ.get("CI") and skipped and exitstatus == 0:
+        session.exitstatus = 1
+        reporter.write_line(f"CI: {len(skipped)} skipped test(s) count as failures", red=True)

@@ -1,6 +1,6 @@
 """bridge driver VLAN trunking: needs bridge VLAN filtering and 8021q (User-Mode Linux).
 
-Run with tools/uml/run-full-kernel-tests; .ci/run does.
+test.sh runs them in User-Mode Linux (tools/uml/run.sh) with VNM_FULL_KERNEL=1.
 """
 
 import pytest

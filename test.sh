@@ -1,0 +1,23 @@
+#!/bin/bash
+# Installs what the tests need and runs every test (unit, functional in network
+# namespaces, full-kernel in User-Mode Linux), as root.
+#   1. venv .venv with the current PyPI releases: unit + functional tests;
+#   2. the functional tests again with the action scripts on Debian's
+#      /usr/bin/python3 and its packages (python3-lxml, python3-pyroute2 0.7, …),
+#      as on a hypervisor;
+#   3. the full_kernel tests in User-Mode Linux, with both interpreters.
+set -euo pipefail
+cd "$(dirname "$0")"
+[ "$(id -u)" = 0 ] || { echo "test.sh: run as root (the tests create network namespaces)" >&2; exit 1; }
+tools/install-deps
+if [ ! -x .venv/bin/python ]; then /usr/bin/python3 -m venv .venv; fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+PY=.venv/bin/python
+echo "== unit + functional tests (venv: $($PY -c 'import pyroute2,lxml.etree as e;print("pyroute2",pyroute2.__version__,"lxml",e.__version__)'))"
+$PY -m pytest -q -p no:cacheprovider tests
+echo "== functional tests, actions on Debian's /usr/bin/python3 and apt packages"
+VNM_TEST_PYTHON=/usr/bin/python3 $PY -m pytest -q -p no:cacheprovider tests/functional
+echo "== full_kernel tests in User-Mode Linux (venv, then Debian's python3)"
+VNM_FULL_KERNEL=1 tools/uml/run.sh -t 1500 "modprobe -a bridge veth 8021q \
+  && $PY -m pytest -m full_kernel -q -p no:cacheprovider tests \
+  && VNM_TEST_PYTHON=/usr/bin/python3 $PY -m pytest -m full_kernel -q -p no:cacheprovider tests"
