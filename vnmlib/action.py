@@ -55,11 +55,12 @@ class Context:
         return self._conf
 
     def int_arg(self, position, name):
+        value = self.argv[position] if position < len(self.argv) else None
         try:
-            return int(self.argv[position], 10)
-        except (IndexError, ValueError):
+            return int(value, 10)
+        except (TypeError, ValueError):
             raise VnmError(f"argument {position + 1} ({name}) must be an integer, "
-                           f"got {self.argv[position:position + 1] or 'nothing'}") from None
+                           f"got {value!r}") from None
 
 
 def check_argv(action, argv):
@@ -69,7 +70,8 @@ def check_argv(action, argv):
 
 
 def read_stdin():
-    from .template import MAX_STDIN_BYTES
+    # not from .template: the dummy driver never parses and must not pay for lxml or re
+    from .limits import MAX_STDIN_BYTES
 
     data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1) if sys.stdin else b""
     if len(data) > MAX_STDIN_BYTES:

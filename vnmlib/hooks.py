@@ -10,6 +10,7 @@ the first one: SPEC decision 8).
 
 import os
 import stat
+import sys
 
 from .errors import VnmError
 
@@ -54,7 +55,8 @@ def run_hooks(directory, argv, stdin_bytes, log, stdout_passthrough=False):
         except OSError as exc:
             raise VnmError(f"hook {name} could not be started: {exc.strerror}") from None
         if stdout_passthrough:
-            os.write(1, done.stdout)
+            sys.stdout.buffer.write(done.stdout)
+            sys.stdout.flush()
         else:
             for line in done.stdout.decode(errors="replace").splitlines():
                 log.info(f"{name}: {line}")

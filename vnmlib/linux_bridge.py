@@ -133,7 +133,10 @@ def release(ctx, nics, extra_devices=lambda need: ()):
         by_bridge.setdefault(need.bridge, []).append(need)
     if not by_bridge:
         return
-    names = list(by_bridge) + [d for n in needs for d in extra_devices(n)]
+    # the uplinks too: deleting a bridge releases them, which a concurrent
+    # pre of another bridge wanting the same uplink must not see half-way
+    names = list(by_bridge) + [n.phydev for n in needs if n.phydev]
+    names += [d for n in needs for d in extra_devices(n)]
     with LinkLocks(names):
         sysfs.check_same_namespace()
         users = BridgeUsers()

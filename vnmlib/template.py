@@ -10,11 +10,8 @@ import binascii
 import re
 
 from .errors import InputError
+from .limits import MAX_STDIN_BYTES
 from .naming import check_ifname, parse_vlan_ranges
-
-# A VM with hundreds of NICs and security-group rules is well under 1 MiB;
-# anything much larger is an attack or a bug, and is refused before decoding.
-MAX_STDIN_BYTES = 16 * 1024 * 1024
 
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 
@@ -76,19 +73,28 @@ def _yes(value):
     return value.strip().upper() == "YES"
 
 
-class Nic:
-    """One ``NIC``, ``NIC_ALIAS`` or ``PCI`` element of the VM (``kind`` says which)."""
+class _Element:
+    """An element's leaf children as {NAME: text}; empty values read as absent."""
 
-    __slots__ = ("kind", "attrs", "vm_id")
+    __slots__ = ("attrs",)
 
-    def __init__(self, kind, attrs, vm_id):
-        self.kind = kind
+    def __init__(self, attrs):
         self.attrs = attrs
-        self.vm_id = vm_id
 
     def get(self, name, default=""):
         value = self.attrs.get(name, "")
         return value if value != "" else default
+
+
+class Nic(_Element):
+    """One ``NIC``, ``NIC_ALIAS`` or ``PCI`` element of the VM (``kind`` says which)."""
+
+    __slots__ = ("kind", "vm_id")
+
+    def __init__(self, kind, attrs, vm_id):
+        super().__init__(attrs)
+        self.kind = kind
+        self.vm_id = vm_id
 
     @property
     def label(self):
@@ -155,17 +161,10 @@ class Nic:
         return parse_vlan_ranges(text, f"{self.label}: VLAN_TAGGED_ID") if text else []
 
 
-class SecurityGroupRule:
+class SecurityGroupRule(_Element):
     """One ``SECURITY_GROUP_RULE`` of the VM; the firewall engine types its fields."""
 
-    __slots__ = ("attrs",)
-
-    def __init__(self, attrs):
-        self.attrs = attrs
-
-    def get(self, name, default=""):
-        value = self.attrs.get(name, "")
-        return value if value != "" else default
+    __slots__ = ()
 
     @property
     def security_group_id(self):
@@ -246,6 +245,7 @@ def parse_vm(stdin_bytes):
 def parse_vnet(stdin_bytes):
     """The ``<VNET>`` of vnet_create / vnet_delete, as {NAME: text} plus ``ID``."""
     root = parse_xml(decode_base64(stdin_bytes), "VNET")
-    attrs = _leaf_attributes(root)
-    attrs.update(_leaf_attributes(root.find("TEMPLATE")) if root.find("TEMPLATE") is not None else {})
+    template = root.find("TEMPLATE")
+    attrs = _leaf_attributes(template) if template is not None else {}
+    attrs.update(_leaf_attributes(root))  # ID, NAME… of the VNET itself win
     return attrs
