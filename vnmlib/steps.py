@@ -26,9 +26,6 @@ class Step:
     def __repr__(self):
         return f"<{self.describe()}>"
 
-    def __eq__(self, other):
-        return type(self) is type(other) and vars(self) == vars(other)
-
 
 class CreateBridge(Step):
     def __init__(self, name, options, origin=""):
