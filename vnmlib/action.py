@@ -92,23 +92,10 @@ def run_driver_action(ctx):
         handler(ctx)
 
 
-def main(script_path, argv=None):
-    """Entry point of every ``vnm/<driver>/<action>`` script; returns the exit code."""
-    script = os.path.abspath(script_path)
-    action = os.path.basename(script)
-    driver = os.path.basename(os.path.dirname(script))
-    argv = list(sys.argv[1:] if argv is None else argv)
-    log = Log(action)
+def reporting_errors(log, work):
+    """Run ``work()``; turn any failure into one ERROR line and an exit code."""
     try:
-        if action not in REQUIRED_ARGS:
-            raise VnmError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
-        check_argv(action, argv)
-        stdin = read_stdin()
-        ctx = Context(driver, action, argv, stdin, os.path.dirname(os.path.dirname(script)), log)
-        run_driver_action(ctx)
-        from .hooks import run_hooks
-
-        run_hooks(script + ".d", argv, stdin, log, stdout_passthrough=(driver == "dummy"))
+        work()
     except VnmError as exc:
         if str(exc):
             log.error(exc)
@@ -124,3 +111,25 @@ def main(script_path, argv=None):
             traceback.print_exc()
         return 1
     return 0
+
+
+def main(script_path, argv=None):
+    """Entry point of every ``vnm/<driver>/<action>`` script; returns the exit code."""
+    script = os.path.abspath(script_path)
+    action = os.path.basename(script)
+    driver = os.path.basename(os.path.dirname(script))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    log = Log(action)
+
+    def work():
+        if action not in REQUIRED_ARGS:
+            raise VnmError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
+        check_argv(action, argv)
+        stdin = read_stdin()
+        ctx = Context(driver, action, argv, stdin, os.path.dirname(os.path.dirname(script)), log)
+        run_driver_action(ctx)
+        from .hooks import run_hooks
+
+        run_hooks(script + ".d", argv, stdin, log, stdout_passthrough=(driver == "dummy"))
+
+    return reporting_errors(log, work)

@@ -47,14 +47,15 @@ def run_through_sudo(ctx):
 
 def helper_main(argv=None):
     """``vnm-action --tree DIR DRIVER ACTION [ARGS…]``: the root side of an action."""
-    from .action import REQUIRED_ARGS, Context, check_argv, read_stdin
+    from .action import REQUIRED_ARGS, Context, check_argv, read_stdin, reporting_errors
     from .drivers import load_driver
     from .log import Log
 
     argv = list(sys.argv[1:] if argv is None else argv)
     action = argv[3] if len(argv) > 3 else "vnm-action"
     log = Log(action)
-    try:
+
+    def work():
         if len(argv) < 4 or argv[0] != "--tree":
             raise VnmError("usage: vnm-action --tree DIR DRIVER ACTION [ARGS...]")
         tree, driver = argv[1], argv[2]
@@ -68,11 +69,5 @@ def helper_main(argv=None):
         check_argv(action, args)
         handler = load_driver(driver).ACTIONS[action]
         handler(Context(driver, action, args, read_stdin(), tree, log))
-    except VnmError as exc:
-        if str(exc):
-            log.error(exc)
-        return exc.exit_code
-    except Exception as exc:
-        log.error(f"internal error: {type(exc).__name__}: {exc}")
-        return 1
-    return 0
+
+    return reporting_errors(log, work)
