@@ -21,6 +21,7 @@ import fcntl
 import os
 
 from .errors import VnmError
+from .sysfs import check_same_namespace
 
 DEFAULT_RUN_DIR = "/run/vnm"
 
@@ -48,6 +49,8 @@ class LinkLocks:
     Sorted acquisition gives every action the same global order, so two
     actions needing overlapping sets can never deadlock. The lock files stay
     (deleting a lock file another process waits on breaks mutual exclusion).
+    Holders go on to plan from /sys/class/net, so entering also checks that
+    sysfs shows this namespace.
     """
 
     def __init__(self, names):
@@ -63,6 +66,7 @@ class LinkLocks:
                              os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 self.fds.append(fd)
                 fcntl.flock(fd, fcntl.LOCK_EX)
+            check_same_namespace()
         except BaseException:
             self.__exit__(None, None, None)
             raise

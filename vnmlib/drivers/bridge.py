@@ -29,7 +29,6 @@ def post(ctx):
         return
     names = [n.bridge for n, _ in trunks] + [n.phydev for n, _ in trunks if n.phydev]
     with LinkLocks(names):
-        sysfs.check_same_namespace()
         planned = []
         for nic, vids in trunks:
             ports = [linux_bridge.require_tap(vm, nic, nic.bridge)]
@@ -60,7 +59,6 @@ def update_nic(ctx):
         check_ifname(old_phydev, "VNET_UPDATE PHYDEV")
     names = [n.bridge for n in nics] + [n.phydev for n in nics if n.phydev]
     with LinkLocks(names + ([old_phydev] if old_phydev else [])):
-        sysfs.check_same_namespace()
         view = linux_bridge.HostView()
         planned = []
         for nic in nics:
