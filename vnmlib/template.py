@@ -208,8 +208,8 @@ class VM:
         return check_ifname(f"one-{self.id}-{nic.nic_id}", f"{nic.label}: tap")
 
     def driver_nics(self, driver):
-        """NICs and PCI devices with ``VN_MAD=driver`` (SPEC §2)."""
-        return [n for n in self.nics + self.pcis if n.vn_mad == driver]
+        """NICs with ``VN_MAD=driver`` (SPEC §2); the driver's PCI devices are in ``pcis``."""
+        return [n for n in self.nics if n.vn_mad == driver]
 
     def driver_aliases(self, driver):
         """Aliases whose *parent* NIC belongs to ``driver`` (SPEC decision 3)."""
@@ -232,7 +232,7 @@ class VM:
         """
         plugged = self.hotplugged()
         if plugged is None:
-            return [n for n in self.nics if n.vn_mad == driver]
+            return self.driver_nics(driver)
         if plugged.kind == "NIC" and plugged.vn_mad == driver:
             return [plugged]
         return []

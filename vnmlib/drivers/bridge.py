@@ -9,14 +9,10 @@ from . import privileged, succeed
 DRIVER = "bridge"
 
 
-def _nics(vm):
-    return [n for n in vm.nics if n.vn_mad == DRIVER]
-
-
 @privileged
 def pre(ctx):
     # pre ignores ATTACH: creating what exists already is a no-op (reference §5.4).
-    linux_bridge.attach(ctx, _nics(ctx.vm))
+    linux_bridge.attach(ctx, ctx.vm.driver_nics(DRIVER))
 
 
 @privileged
@@ -51,7 +47,7 @@ def update_nic(ctx):
     vm = ctx.vm
     vnet_id = ctx.int_arg(1, "vnet_id")
     changed = vm.vnet_update
-    nics = [n for n in _nics(vm) if n.network_id == vnet_id]
+    nics = [n for n in vm.driver_nics(DRIVER) if n.network_id == vnet_id]
     if not nics or not ({"PHYDEV", "VLAN_TAGGED_ID"} & set(changed)):
         return
     old_phydev = changed.get("PHYDEV", "")
