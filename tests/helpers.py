@@ -9,6 +9,7 @@ import base64
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -110,6 +111,25 @@ class Namespace:
             ["ip", "netns", "exec", self.name, python, script, *args],
             input=stdin, capture_output=True, env=full_env, check=False,
         )
+
+
+def copy_tree(remotes, conf=None):
+    """Lay the remotes out as ``onehost sync`` does; returns the ``vnm/`` tree.
+
+    ``<remotes>/vnm/…`` with vnmlib inside it, ``<remotes>/etc/vnm/`` holding
+    ``conf`` as OpenNebulaNetwork.conf when given.
+    """
+    remotes = str(remotes)
+    tree = os.path.join(remotes, "vnm")
+    shutil.copytree(os.path.join(REPO, "vnm"), tree, symlinks=True)
+    shutil.copytree(os.path.join(REPO, "vnmlib"), os.path.join(tree, "vnmlib"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    os.makedirs(os.path.join(remotes, "etc", "vnm"))
+    if conf is not None:
+        with open(os.path.join(remotes, "etc", "vnm", "OpenNebulaNetwork.conf"), "w",
+                  encoding="utf-8") as handle:
+            handle.write(conf)
+    return tree
 
 
 def assert_ok(done):

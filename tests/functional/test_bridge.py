@@ -1,11 +1,8 @@
 """bridge driver against the real kernel, in a fresh namespace per test."""
 
 import json
-import os
-import shutil
 
-from helpers import (REPO, assert_ok, assert_one_error, b64, bridge_nic, fixture_bytes,
-                     vm_xml)
+from helpers import assert_ok, assert_one_error, b64, bridge_nic, copy_tree, fixture_bytes, vm_xml
 
 VM7 = fixture_bytes("vm7_vnm_reduced.b64")
 
@@ -97,7 +94,7 @@ def test_keep_empty_bridge_from_network_conf(ns):
 
 
 def test_bridge_options_from_conf_file_and_bridge_conf(ns, tmp_path):
-    tree = copy_tree(tmp_path, conf=":ip_bridge_conf:\n  :forward_delay: 1000\n")
+    tree = copy_tree(tmp_path / "one", conf=":ip_bridge_conf:\n  :forward_delay: 1000\n")
     vm = b64(vm_xml(6, [bridge_nic(6, 0, "bro", BRIDGE_CONF="stp=on,sethello=6")]))
     assert_ok(ns.run("bridge", "pre", stdin=vm, tree=tree))
     data = ns.links()["bro"]["data"]
@@ -184,20 +181,8 @@ def test_post_without_trunking_changes_nothing(ns):
     assert topology(ns) == before
 
 
-def copy_tree(tmp_path, conf=None):
-    """Lay the remotes out as ``onehost sync`` does: <dir>/vnm/… with vnmlib inside, <dir>/etc/vnm."""
-    remotes = tmp_path / "one"
-    shutil.copytree(os.path.join(REPO, "vnm"), remotes / "vnm", symlinks=True)
-    shutil.copytree(os.path.join(REPO, "vnmlib"), remotes / "vnm" / "vnmlib",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (remotes / "etc" / "vnm").mkdir(parents=True)
-    if conf is not None:
-        (remotes / "etc" / "vnm" / "OpenNebulaNetwork.conf").write_text(conf)
-    return str(remotes / "vnm")
-
-
 def test_runs_from_a_synced_copy_with_its_own_conf(ns, tmp_path):
-    tree = copy_tree(tmp_path, conf=":keep_empty_bridge: true\n")
+    tree = copy_tree(tmp_path / "one", conf=":keep_empty_bridge: true\n")
     vm = b64(vm_xml(11, [bridge_nic(11, 0, "brc", "uplink0")]))
     done = assert_ok(ns.run("bridge", "pre", stdin=vm, tree=tree))
     assert "create bridge brc" in done.stderr.decode()

@@ -1,20 +1,17 @@
 """Hooks of <action>.d and the dummy driver, through the real scripts."""
 
 import os
-import shutil
+from pathlib import Path
 
 import pytest
 
-from helpers import REPO, assert_ok, assert_one_error, b64, bridge_nic, fixture_bytes, vm_xml
+from helpers import assert_ok, assert_one_error, b64, bridge_nic, copy_tree, fixture_bytes, vm_xml
 
 
 @pytest.fixture
 def tree(tmp_path):
     """A private copy of the remotes tree, so hooks never land in the checkout."""
-    remotes = tmp_path / "one"
-    shutil.copytree(os.path.join(REPO, "vnm"), remotes / "vnm", symlinks=True)
-    os.symlink(os.path.join(REPO, "vnmlib"), remotes / "vnm" / "vnmlib")
-    return remotes / "vnm"
+    return Path(copy_tree(tmp_path / "one"))
 
 
 def hook(directory, name, body, mode=0o755):

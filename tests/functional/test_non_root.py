@@ -13,7 +13,8 @@ import tempfile
 
 import pytest
 
-from helpers import PYTHON, REPO, assert_ok, assert_one_error, b64, bridge_nic, sh, vm_xml
+from helpers import (PYTHON, REPO, assert_ok, assert_one_error, b64, bridge_nic, copy_tree,
+                     sh, vm_xml)
 
 USER = "vnmtest"
 
@@ -42,10 +43,7 @@ def oneadmin():
 def install(base, sudoers, allow=True):
     user = pwd.getpwnam(USER)
     # what onehost sync leaves on a host: a tree owned by oneadmin
-    tree = os.path.join(base, "one", "vnm")
-    shutil.copytree(os.path.join(REPO, "vnm"), tree, symlinks=True)
-    shutil.copytree(os.path.join(REPO, "vnmlib"), os.path.join(tree, "vnmlib"),
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    tree = copy_tree(os.path.join(base, "one"))
     for root, dirs, files in os.walk(os.path.join(base, "one")):
         for name in dirs + files:
             os.lchown(os.path.join(root, name), user.pw_uid, user.pw_gid)
