@@ -38,3 +38,26 @@ def state(scenario, name):
 
 def restrict(links, masters, names):
     return links & names, {p: m for p, m in masters.items() if p in names}
+
+
+def section(scenario, name, title):
+    """The lines of one ``## <title>`` section of a state file (e.g. ``iptables -S``)."""
+    lines, current = [], False
+    with open(os.path.join(GOLDEN, scenario, name), encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("## "):
+                current = line[3:].strip() == title
+            elif current and line.strip():
+                lines.append(line.rstrip("\n"))
+    return lines
+
+
+def commands(scenario, step, prefix):
+    """Lines of ``<step>.cmds`` starting with ``prefix`` (e.g. ``ipset add -exist``)."""
+    with open(os.path.join(GOLDEN, scenario, f"{step}.cmds"), encoding="utf-8") as handle:
+        return [line.rstrip("\n") for line in handle if line.startswith(prefix)]
+
+
+def chain_rules(lines, chain):
+    """``-A <chain> …`` lines of an ``iptables -S`` listing, as token tuples."""
+    return [tuple(line.split()[2:]) for line in lines if line.startswith(f"-A {chain} ")]

@@ -28,6 +28,7 @@ DEFAULTS = {
     "vxlan_mtu": 1500,
     "vxlan_tep": "dev",
     "ipset_maxelem": 65536,
+    "firewall_backend": "restore",
     "keep_empty_bridge": False,
     "ip_bridge_conf": {},
     "bridge_conf": {},

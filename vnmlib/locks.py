@@ -43,40 +43,67 @@ def _ensure_dir(path):
         raise VnmError(f"cannot create run directory {path}: {exc.strerror}") from None
 
 
-class LinkLocks:
-    """Exclusive flocks on a set of link names, taken in sorted order.
+class _FileLocks:
+    """Exclusive flocks on files of this namespace's lock directory, in sorted order.
 
     Sorted acquisition gives every action the same global order, so two
     actions needing overlapping sets can never deadlock. The lock files stay
     (deleting a lock file another process waits on breaks mutual exclusion).
-    Holders go on to plan from /sys/class/net, so entering also checks that
-    sysfs shows this namespace.
     """
 
-    def __init__(self, names):
-        self.names = sorted(set(names))
+    def __init__(self, keys):
+        self.keys = sorted(set(keys))
         self.fds = []
 
     def __enter__(self):
         directory = os.path.join(run_dir(), "locks", _netns_key())
         _ensure_dir(directory)
         try:
-            for name in self.names:
-                fd = os.open(os.path.join(directory, f"link.{name}"),
+            for key in self.keys:
+                fd = os.open(os.path.join(directory, key),
                              os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 self.fds.append(fd)
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            check_same_namespace()
+            self.entered()
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def entered(self):
+        """Checks to run once every lock is held."""
 
     def __exit__(self, *exc):
         for fd in reversed(self.fds):
             os.close(fd)  # closing releases the flock
         self.fds = []
         return False
+
+
+class LinkLocks(_FileLocks):
+    """The locks of a set of link names (``link.<name>``).
+
+    Holders go on to plan from /sys/class/net, so entering also checks that
+    sysfs shows this namespace.
+    """
+
+    def __init__(self, names):
+        super().__init__(f"link.{name}" for name in names)
+
+    def entered(self):
+        check_same_namespace()
+
+
+class FirewallLock(_FileLocks):
+    """The namespace's iptables/ipset state: read, planned and written under one lock.
+
+    A firewall update reads the jumps and sets it replaces, so two updates
+    must not interleave; each holds the lock for a few milliseconds. It is
+    never taken while link locks are held, nor the other way round.
+    """
+
+    def __init__(self):
+        super().__init__(["firewall"])
 
 
 class BridgeUsers:

@@ -13,6 +13,7 @@ from ..errors import VnmError
 DRIVER_MODULES = {
     "dummy": "dummy",
     "bridge": "bridge",
+    "fw": "fw",
 }
 
 

@@ -1,4 +1,8 @@
-"""bridge: VM NICs on a Linux bridge, PHYDEV as uplink, optional VLAN trunking (reference §2.2)."""
+"""bridge: VM NICs on a Linux bridge, PHYDEV as uplink, optional VLAN trunking (reference §2.2).
+
+The handlers select NICs by ``ctx.driver`` so that drivers built on the
+bridge (fw) reuse them for their own NICs.
+"""
 
 from .. import linux_bridge, steps, sysfs
 from ..errors import VnmError
@@ -6,20 +10,18 @@ from ..locks import LinkLocks
 from ..naming import check_ifname, parse_vlan_ranges
 from . import privileged, succeed
 
-DRIVER = "bridge"
-
 
 @privileged
 def pre(ctx):
     # pre ignores ATTACH: creating what exists already is a no-op (reference §5.4).
-    linux_bridge.attach(ctx, ctx.vm.driver_nics(DRIVER))
+    linux_bridge.attach(ctx, ctx.vm.driver_nics(ctx.driver))
 
 
 @privileged
 def post(ctx):
     """VLAN trunking for NICs with ``VLAN_TAGGED_ID``: tap and PHYDEV carry the VIDs."""
     vm = ctx.vm
-    trunks = [(nic, nic.tagged_vlans()) for nic in vm.scoped_nics(DRIVER)]
+    trunks = [(nic, nic.tagged_vlans()) for nic in vm.scoped_nics(ctx.driver)]
     trunks = [(nic, vids) for nic, vids in trunks if vids]
     if not trunks:
         return
@@ -38,7 +40,7 @@ def clean(ctx):
     plugged = ctx.vm.hotplugged()
     if plugged is not None and plugged.kind != "NIC":
         return  # alias or PCI hot-plug: no bridge-level work (reference special_hotplug?)
-    linux_bridge.release(ctx, ctx.vm.scoped_nics(DRIVER))
+    linux_bridge.release(ctx, ctx.vm.scoped_nics(ctx.driver))
 
 
 @privileged
@@ -47,7 +49,7 @@ def update_nic(ctx):
     vm = ctx.vm
     vnet_id = ctx.int_arg(1, "vnet_id")
     changed = vm.vnet_update
-    nics = [n for n in vm.driver_nics(DRIVER) if n.network_id == vnet_id]
+    nics = [n for n in vm.driver_nics(ctx.driver) if n.network_id == vnet_id]
     if not nics or not ({"PHYDEV", "VLAN_TAGGED_ID"} & set(changed)):
         return
     old_phydev = changed.get("PHYDEV", "")

@@ -1,0 +1,82 @@
+"""The default backend: ``iptables -S`` to read, ``iptables-restore -n`` to write.
+
+Works on nft- and legacy-backed hosts alike: it uses whichever ``iptables``
+the host's alternatives select. Each family's operations become one restore
+file, which the kernel applies as one transaction (an nf_tables batch, or one
+table replacement with libiptc). ``-n`` keeps every chain we do not name;
+declaring one of our chains (``:one-7-1-i - [0:0]``) creates or flushes it.
+"""
+
+from .. import process
+from ..errors import VnmError
+from .layout import FAMILIES, GLOBAL_CHAIN
+from .transaction import TableSnapshot
+
+NAME = "restore"
+_TOOLS = {4: ("iptables", "iptables-restore"), 6: ("ip6tables", "ip6tables-restore")}
+_READ_CHAINS = (GLOBAL_CHAIN, "FORWARD", "INPUT")
+# How iptables says a listed chain does not exist. iptables-nft 1.8.9 reports
+# a missing chain as "incompatible"; should the chain really exist in a form
+# iptables cannot show, the bootstrap's "-N opennebula" fails the transaction
+# before anything changes, so reading it as missing is safe.
+_NO_CHAIN = ("No chain/target/match by that name", "is incompatible, use 'nft' tool")
+
+
+def _rules_of(result, chain, family):
+    """``-A <chain> tokens…`` lines -> [tokens]; None when the chain does not exist."""
+    if not result.ok:
+        if any(text in result.stderr for text in _NO_CHAIN):
+            return None
+        raise VnmError(f"reading the IPv{family} {chain} chain: {result.error_line()}")
+    prefix = f"-A {chain} "
+    return [tuple(line[len(prefix):].split()) for line in result.stdout.splitlines()
+            if line.startswith(prefix)]
+
+
+def read():
+    """{family: TableSnapshot}, all six chain listings running at once."""
+    commands = [([process.which(_TOOLS[f][0]), "-w", "-S", chain], None)
+                for f in FAMILIES for chain in _READ_CHAINS]
+    results = iter(process.run_all(commands))
+    snapshots = {}
+    for family in FAMILIES:
+        listed = {chain: _rules_of(next(results), chain, family) for chain in _READ_CHAINS}
+        if listed["FORWARD"] is None or listed["INPUT"] is None:
+            raise VnmError(f"the IPv{family} filter table has no FORWARD or INPUT chain")
+        jumps = [(chain, tokens, tokens) for chain in (GLOBAL_CHAIN, "INPUT")
+                 for tokens in (listed[chain] or ())]
+        snapshots[family] = TableSnapshot(listed[GLOBAL_CHAIN] is not None,
+                                          listed["FORWARD"], jumps)
+    return snapshots
+
+
+def render(ops):
+    """Operations -> the text of one restore transaction."""
+    lines = ["*filter"]
+    for op in ops:
+        kind, name = op[0], op[1]
+        if kind == "chain":
+            lines.append(f":{name} - [0:0]")
+        elif kind == "new_chain":
+            lines.append(f"-N {name}")
+        elif kind == "append":
+            lines.append(f"-A {name} {' '.join(op[2])}")
+        elif kind == "insert":
+            lines.append(f"-I {name} {' '.join(op[2])}")
+        elif kind == "delete":
+            lines.append(f"-D {name} {' '.join(op[2])}")
+        elif kind == "delete_chain":
+            lines.append(f"-X {name}")
+        else:
+            raise ValueError(f"unknown firewall operation {kind!r}")
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def commit(changes):
+    """Apply {family: ops}; the families' transactions run concurrently."""
+    families = [f for f in FAMILIES if changes.get(f)]
+    commands = [([process.which(_TOOLS[f][1]), "-w", "-n"], render(changes[f]))
+                for f in families]
+    for family, result in zip(families, process.run_all(commands)):
+        result.check(f"applying the IPv{family} rules")
