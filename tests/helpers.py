@@ -9,6 +9,7 @@ import base64
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -173,3 +174,138 @@ def bridge_nic(vm_id, nic_id, bridge, phydev=None, **extra):
         nic["PHYDEV"] = phydev
     nic.update(extra)
     return nic
+
+
+# -- firewall ---------------------------------------------------------------
+
+# How the functional firewall tests run the engine: the default restore
+# backend on the host's iptables (nft), the restore backend on iptables-legacy,
+# and the iptc backend (python-iptables, legacy only).
+FIREWALLS = ("restore-nft", "restore-legacy", "iptc")
+_IPTABLES_TOOLS = ("iptables", "ip6tables", "iptables-restore", "ip6tables-restore",
+                   "iptables-save", "ip6tables-save")
+
+
+class Firewall:
+    """One way of running the firewall engine, and how to read what it did."""
+
+    def __init__(self, flavor, workdir):
+        self.flavor = flavor
+        self.legacy = flavor != "restore-nft"
+        self.env = {}
+        self.tree = TREE
+        if self.legacy:
+            # put iptables-legacy first on PATH, as update-alternatives would
+            bindir = os.path.join(str(workdir), "legacy-bin")
+            os.makedirs(bindir, exist_ok=True)
+            for tool in _IPTABLES_TOOLS:
+                family, _, rest = tool.partition("-")
+                target = f"/usr/sbin/{family}-legacy" + (f"-{rest}" if rest else "")
+                os.symlink(target, os.path.join(bindir, tool))
+            self.env["PATH"] = f"{bindir}:{os.environ.get('PATH', '')}"
+        if flavor == "iptc":
+            with open(os.path.join(REPO, "etc", "vnm", "OpenNebulaNetwork.conf"),
+                      encoding="utf-8") as handle:
+                conf = handle.read().replace(":firewall_backend: restore",
+                                             ":firewall_backend: iptc")
+            self.tree = copy_tree(os.path.join(str(workdir), "remotes"), conf)
+
+    def tool(self, name):
+        family, _, rest = name.partition("-")
+        if not self.legacy:
+            return name
+        return f"{family}-legacy" + (f"-{rest}" if rest else "")
+
+    def rules(self, ns, family=4):
+        """``iptables -S`` lines of the namespace, with the right iptables."""
+        tool = self.tool("iptables" if family == 4 else "ip6tables")
+        return ns.exec(tool, "-w", "-S").splitlines()
+
+    def save(self, ns, family=4):
+        """``iptables-save -t filter`` without comments and counters."""
+        tool = self.tool("iptables-save" if family == 4 else "ip6tables-save")
+        return [re.sub(r"\[\d+:\d+\]$", "[0:0]", line)
+                for line in ns.exec(tool, "-t", "filter").splitlines()
+                if not line.startswith("#")]
+
+    def run(self, ns, driver, action, *args, stdin=b"", env=None):
+        full = dict(self.env, **(env or {}))
+        return ns.run(driver, action, *args, stdin=stdin, tree=self.tree, env=full)
+
+
+def ipsets(ns):
+    """{set name: set of members} from ``ipset save`` (order-free)."""
+    sets = {}
+    for line in ns.exec("ipset", "save").splitlines():
+        words = line.split()
+        if words[0] == "create":
+            sets[words[1]] = set()
+        elif words[0] == "add":
+            sets[words[1]].add(words[2])
+    return sets
+
+
+def rules_xml(*rules):
+    """SECURITY_GROUP_RULE elements, one sibling <TEMPLATE> each, as oned sends them."""
+    return "".join("<TEMPLATE><SECURITY_GROUP_RULE>"
+                   + "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in rule.items())
+                   + "</SECURITY_GROUP_RULE></TEMPLATE>" for rule in rules)
+
+
+PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netprobe.py")
+
+
+class Guest:
+    """A VM's network namespace: the guest end of its tap (``<tap>p``), with addresses.
+
+    With ``link`` instead of ``tap``, an existing link of the host namespace
+    moves in (e.g. ``uplink0p``, the far side of PHYDEV: a peer on the LAN).
+    """
+
+    def __init__(self, host, tap=None, mac=None, ipv4=None, ipv6=None, bridge=None, link=None):
+        self.name = f"{host.name}-{tap or link}"
+        sh("ip", "netns", "add", self.name)
+        if link:
+            self.dev = link
+        else:
+            self.dev = f"{tap}p"
+            host.add_tap(tap, bridge)
+        host.ip("link", "set", self.dev, "netns", self.name)
+        self.ip("link", "set", "lo", "up")
+        if mac:
+            self.ip("link", "set", self.dev, "address", mac)
+        self.ip("link", "set", self.dev, "up")
+        if ipv4:
+            self.ip("addr", "add", ipv4, "dev", self.dev)
+        if ipv6:
+            self.ip("addr", "add", ipv6, "dev", self.dev, "nodad")
+
+    def ip(self, *args, check=True):
+        return sh("ip", "-n", self.name, *args, check=check)
+
+    def probe(self, *args, timeout=10):
+        """Run netprobe.py here; its exit code."""
+        return subprocess.run(["ip", "netns", "exec", self.name, sys.executable, PROBE,
+                               *map(str, args)], capture_output=True, timeout=timeout).returncode
+
+    def ping(self, address):
+        """True when one echo request to ``address`` gets its reply."""
+        done = subprocess.run(["ip", "netns", "exec", self.name, "ping", "-c1", "-W2", address],
+                              capture_output=True, check=False)
+        return done.returncode == 0
+
+    def start(self, *args):
+        """Start a long-running netprobe.py here and wait for its "ready" line."""
+        proc = subprocess.Popen(["ip", "netns", "exec", self.name, sys.executable, PROBE,
+                                 *map(str, args)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        return proc
+
+    def delete(self):
+        sh("ip", "netns", "del", self.name, check=False)
+
+
+def stop(proc):
+    """End a process this test started (by pid), and reap it."""
+    proc.kill()
+    proc.wait()

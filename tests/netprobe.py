@@ -1,0 +1,175 @@
+"""Traffic probes run inside the test namespaces (``ip netns exec NS python3 netprobe.py …``).
+
+serve --tcp P,P --udp P,P     answer on TCP/UDP ports (IPv4 and IPv6) until killed
+tcp HOST PORT                 exit 0 when HOST:PORT answers, 1 when not (0.5 s)
+udp HOST PORT                 the same over UDP
+hold HOST PORT SECONDS        keep one TCP connection busy; exit 1 if it stalls
+icmp4 HOST TYPE               send one ICMP message of TYPE (raw socket)
+udp-frame IFACE SRCMAC SRCIP DSTIP DPORT
+                              send one hand-made Ethernet/IPv4/UDP frame
+sniff IFACE SECONDS udp PORT | icmp TYPE
+                              print "ready", then the number of matching frames seen
+"""
+
+import select
+import socket
+import struct
+import sys
+import time
+
+TIMEOUT = 0.5
+
+
+def _family(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def serve(tcp_ports, udp_ports):
+    listeners = []
+    for port in tcp_ports:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("::", port))
+        sock.listen(64)
+        listeners.append(("tcp", sock))
+    for port in udp_ports:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(("::", port))
+        listeners.append(("udp", sock))
+    print("ready", flush=True)
+    clients = []
+    while True:
+        ready, _, _ = select.select([s for _, s in listeners] + clients, [], [])
+        for sock in ready:
+            kind = next((k for k, s in listeners if s is sock), None)
+            if kind == "tcp":
+                conn, _ = sock.accept()
+                clients.append(conn)
+            elif kind == "udp":
+                data, peer = sock.recvfrom(2048)
+                sock.sendto(data, peer)
+            else:
+                data = sock.recv(2048)
+                if data:
+                    sock.sendall(data)
+                else:
+                    clients.remove(sock)
+                    sock.close()
+
+
+def tcp(host, port):
+    try:
+        with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+            sock.sendall(b"ping")
+            return 0 if sock.recv(16) == b"ping" else 1
+    except OSError:
+        return 1
+
+
+def udp(host, port):
+    with socket.socket(_family(host), socket.SOCK_DGRAM) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.sendto(b"ping", (host, int(port)))
+        try:
+            return 0 if sock.recv(16) == b"ping" else 1
+        except OSError:
+            return 1
+
+
+def hold(host, port, seconds):
+    """One connection, a round trip every 5 ms; a reply later than 1 s is a cut."""
+    with socket.create_connection((host, int(port)), timeout=1.0) as sock:
+        end = time.monotonic() + float(seconds)
+        rounds = 0
+        while time.monotonic() < end:
+            try:
+                sock.sendall(b"x")
+                if sock.recv(16) != b"x":
+                    return 1
+            except OSError:
+                print(f"cut after {rounds} round trips", file=sys.stderr)
+                return 1
+            rounds += 1
+            time.sleep(0.005)
+    print(rounds)
+    return 0
+
+
+def _checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def icmp4(host, icmp_type):
+    header = struct.pack("!BBHHH", int(icmp_type), 0, 0, 0x1234, 1) + b"\0" * 12
+    header = header[:2] + struct.pack("!H", _checksum(header)) + header[4:]
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sock.sendto(header, (host, 0))
+    return 0
+
+
+def _mac(text):
+    return bytes(int(part, 16) for part in text.split(":"))
+
+
+def udp_frame(iface, src_mac, src_ip, dst_ip, dport):
+    payload = b"vnm-probe"
+    udp_header = struct.pack("!HHHH", 68 if src_ip == "0.0.0.0" else 40000, int(dport),
+                             8 + len(payload), 0)
+    ip_header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp_header) + len(payload),
+                            1, 0, 64, 17, 0, socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
+    ip_header = ip_header[:10] + struct.pack("!H", _checksum(ip_header)) + ip_header[12:]
+    frame = b"\xff" * 6 + _mac(src_mac) + b"\x08\x00" + ip_header + udp_header + payload
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+        sock.bind((iface, 0))
+        sock.send(frame)
+    return 0
+
+
+def sniff(iface, seconds, kind, value):
+    value = int(value)
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003)) as sock:
+        sock.bind((iface, 0))
+        print("ready", flush=True)
+        end = time.monotonic() + float(seconds)
+        seen = 0
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select([sock], [], [], left)
+            if not ready:
+                continue
+            frame, meta = sock.recvfrom(65535)
+            if meta[2] == socket.PACKET_OUTGOING or frame[12:14] != b"\x08\x00":
+                continue
+            ip = frame[14:]
+            body = ip[(ip[0] & 0x0F) * 4:]
+            if kind == "udp" and ip[9] == 17 and struct.unpack("!H", body[2:4])[0] == value:
+                seen += 1
+            elif kind == "icmp" and ip[9] == 1 and body[0] == value:
+                seen += 1
+    print(seen, flush=True)
+    return 0
+
+
+def main(argv):
+    command, args = argv[0], argv[1:]
+    if command == "serve":
+        ports = {"--tcp": [], "--udp": []}
+        for flag, value in zip(args[::2], args[1::2]):
+            ports[flag] = [int(p) for p in value.split(",") if p]
+        return serve(ports["--tcp"], ports["--udp"])
+    handlers = {"tcp": tcp, "udp": udp, "hold": hold, "icmp4": icmp4, "udp-frame": udp_frame,
+                "sniff": sniff}
+    return handlers[command](*args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
