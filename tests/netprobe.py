@@ -4,6 +4,8 @@ serve --tcp P,P --udp P,P     answer on TCP/UDP ports (IPv4 and IPv6) until kill
 tcp HOST PORT                 exit 0 when HOST:PORT answers, 1 when not (0.5 s)
 udp HOST PORT                 the same over UDP
 hold HOST PORT SECONDS        keep one TCP connection busy; exit 1 if it stalls
+flood HOST PORT SECONDS       a new TCP connection attempt every 2 ms; print how many
+                              were answered
 icmp4 HOST TYPE               send one ICMP message of TYPE (raw socket)
 udp-frame IFACE SRCMAC SRCIP DSTIP DPORT
                               send one hand-made Ethernet/IPv4/UDP frame
@@ -97,6 +99,32 @@ def hold(host, port, seconds):
     return 0
 
 
+def flood(host, port, seconds):
+    """Open a connection attempt every 2 ms; any answered one means a window was open."""
+    pending, answered = [], 0
+    end = time.monotonic() + float(seconds)
+    next_attempt = time.monotonic()
+    while time.monotonic() < end or pending:
+        now = time.monotonic()
+        if now < end and now >= next_attempt:
+            sock = socket.socket(_family(host), socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.connect_ex((host, int(port)))
+            pending.append((sock, now))
+            next_attempt = now + 0.002
+        wait = max(0.0, min(next_attempt - time.monotonic(), 0.002))
+        _, writable, _ = select.select([], [s for s, _ in pending], [], wait)
+        for sock, started in list(pending):
+            done = sock in writable
+            if done and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                answered += 1
+            if done or time.monotonic() - started > 0.5:
+                pending.remove((sock, started))
+                sock.close()
+    print(answered)
+    return 0
+
+
 def _checksum(data):
     if len(data) % 2:
         data += b"\0"
@@ -166,7 +194,7 @@ def main(argv):
         for flag, value in zip(args[::2], args[1::2]):
             ports[flag] = [int(p) for p in value.split(",") if p]
         return serve(ports["--tcp"], ports["--udp"])
-    handlers = {"tcp": tcp, "udp": udp, "hold": hold, "icmp4": icmp4, "udp-frame": udp_frame,
+    handlers = {"tcp": tcp, "udp": udp, "hold": hold, "flood": flood, "icmp4": icmp4, "udp-frame": udp_frame,
                 "sniff": sniff}
     return handlers[command](*args)
 
