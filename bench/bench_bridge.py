@@ -14,42 +14,18 @@ cold bridge/pre <= 0.25 s. Results: table on stdout, JSON in bench/out/.
 
 import argparse
 import base64
-import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYTHON = os.environ.get("VNM_BENCH_PYTHON", "/usr/bin/python3")
+from common import PYTHON, REPO, check_budgets, header, in_namespace, row, save, script, series
+
 VM = base64.b64encode(
     b"<VM><ID>7</ID><DEPLOY_ID>one-7</DEPLOY_ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID>"
     b"<BRIDGE><![CDATA[br0]]></BRIDGE><PHYDEV><![CDATA[uplink0]]></PHYDEV>"
     b"<TARGET><![CDATA[one-7-0]]></TARGET><VN_MAD><![CDATA[bridge]]></VN_MAD></NIC></TEMPLATE>"
     b"<HISTORY_RECORDS><HISTORY><VM_MAD>kvm</VM_MAD></HISTORY></HISTORY_RECORDS></VM>")
-
-
-def timed(argv, stdin=b"", before=None):
-    if before:
-        before()
-    start = time.perf_counter()
-    done = subprocess.run(argv, input=stdin, capture_output=True, check=False)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"bench: {argv} failed: {done.stderr.decode()}")
-    return elapsed
-
-
-def series(runs, argv, stdin=b"", before=None):
-    samples = sorted(timed(argv, stdin, before) for _ in range(runs))
-    q = statistics.quantiles(samples, n=10)
-    return {"median": statistics.median(samples), "p10": q[0], "p90": q[-1]}
-
-
-def script(driver, action):
-    return [PYTHON, os.path.join(REPO, "vnm", driver, action)]
 
 
 def ip(*args):
@@ -87,23 +63,17 @@ def report(results):
     base = results["python -c pass"]["median"]
     naive = {"cold": results["naive bridge/pre cold (ip per step)"]["median"],
              "warm": results["naive bridge/pre warm (ip per step)"]["median"]}
-    print(f"{'case':<48}{'median':>10}{'p10-p90':>18}{'x python':>10}{'x naive':>9}")
+    header()
     for name, r in results.items():
-        vs = (naive["cold"] if "pre cold" in name else
-              naive["warm"] if "pre warm" in name else None)
-        print(f"{name:<48}{r['median'] * 1000:>8.1f}ms"
-              f"{r['p10'] * 1000:>9.1f}-{r['p90'] * 1000:<6.1f}ms"
-              f"{r['median'] / base:>9.2f}x" + (f"{r['median'] / vs:>8.2f}x" if vs else ""))
-    budgets = [
+        row(name, r, base, naive["cold"] if "pre cold" in name else
+            naive["warm"] if "pre warm" in name else None)
+    return check_budgets([
         ("dummy/pre <= 3x python", results["dummy/pre"]["median"] <= 3 * base),
         ("warm bridge/pre <= 5x python",
          results["bridge/pre warm (nothing to change)"]["median"] <= 5 * base),
         ("cold bridge/pre <= 0.25 s",
          results["bridge/pre cold (create bridge + PHYDEV)"]["median"] <= 0.25),
-    ]
-    for name, ok in budgets:
-        print(f"budget {name}: {'met' if ok else 'MISSED'}")
-    return all(ok for _, ok in budgets)
+    ])
 
 
 def main():
@@ -112,21 +82,12 @@ def main():
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.inside:
-        ns = f"vnm-bench-{os.getpid()}"
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        try:
-            return subprocess.run(["ip", "netns", "exec", ns, sys.executable, __file__,
-                                   "--inside", "-n", str(args.runs)]).returncode
-        finally:
-            subprocess.run(["ip", "netns", "del", ns], check=False)
+        return in_namespace(["-n", str(args.runs)])
     with tempfile.TemporaryDirectory() as run_dir:
         os.environ["VNM_RUN_DIR"] = run_dir
         results = measure(args.runs)
     ok = report(results)
-    out = os.path.join(REPO, "bench", "out")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "bench_bridge.json"), "w", encoding="utf-8") as handle:
-        json.dump({"python": PYTHON, "runs": args.runs, "results": results}, handle, indent=2)
+    save("bench_bridge", {"python": PYTHON, "runs": args.runs, "results": results})
     return 0 if ok else 1
 
 

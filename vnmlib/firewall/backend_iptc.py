@@ -63,16 +63,19 @@ def _prefix_len(mask, bits):
 
 
 def read():
+    iptc = _iptc()
     snapshots = {}
     for family in FAMILIES:
         table = _table(family)
-        chains = {chain.name: chain for chain in table.chains}
+        has_global = table.is_chain(GLOBAL_CHAIN)
         jumps = []
-        for name in (GLOBAL_CHAIN, "INPUT"):
-            if name in chains:
-                jumps += [(name, _tokens(rule, family), rule) for rule in chains[name].rules]
-        forward = [_tokens(rule, family) for rule in chains["FORWARD"].rules]
-        snapshots[family] = TableSnapshot(GLOBAL_CHAIN in chains, forward, jumps)
+        for name in (GLOBAL_CHAIN, "INPUT") if has_global else ("INPUT",):
+            # rules are views into libiptc's handle, which a refresh frees:
+            # keep their tokens and find them again when deleting
+            jumps += [(name, tokens, tokens) for tokens in
+                      (_tokens(rule, family) for rule in iptc.Chain(table, name).rules)]
+        forward = [_tokens(rule, family) for rule in iptc.Chain(table, "FORWARD").rules]
+        snapshots[family] = TableSnapshot(has_global, forward, jumps)
     return snapshots
 
 
@@ -151,7 +154,10 @@ def _apply(iptc, table, family, op):
     elif kind == "insert":
         chain_type(table, name).insert_rule(_rule(iptc, family, op[2]))
     elif kind == "delete":
-        chain_type(table, name).delete_rule(op[2])
+        chain = chain_type(table, name)
+        found = [rule for rule in chain.rules if _tokens(rule, family) == op[2]]
+        if found:
+            chain.delete_rule(found[0])
     elif kind == "delete_chain":
         table.delete_chain(name)
     else:

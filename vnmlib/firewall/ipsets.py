@@ -13,8 +13,8 @@ from .. import process
 
 # A set whose last rule was just deleted can stay referenced for a moment:
 # nf_tables releases match references from a work queue after the commit
-# (the reference slept 0.5 s unconditionally, #6299). We wait for the
-# reference count instead, and only when the kernel reports the set busy.
+# (the reference slept 0.5 s unconditionally, #6299). We retry instead, and
+# only when the kernel reports the set busy.
 RELEASE_TIMEOUT = 2.0
 
 
@@ -53,34 +53,27 @@ def load(install, existing):
                     "\n".join(lines) + "\n").check("loading ipsets")
 
 
-def _references(ipset_bin, name):
-    result = process.run([ipset_bin, "list", "-t", name])
-    if not result.ok:
-        return 0  # gone already
-    for line in result.stdout.splitlines():
-        if line.startswith("References:"):
-            return int(line.split(":", 1)[1])
-    return 0
-
-
 def destroy(names, log):
-    """Destroy ``names`` (no rule of ours uses them any more)."""
-    if not names:
-        return
+    """Destroy ``names`` (no rule of ours uses them any more).
+
+    A set the kernel still reports busy is retried with a growing pause,
+    all of them within one deadline.
+    """
     ipset_bin = process.which("ipset")
-    script = "".join(f"destroy {name}\n" for name in names)
-    if process.run([ipset_bin, "restore", "-exist"], script).ok:
-        return
-    for name in names:  # one was still busy; the ones before it are gone
-        if name not in list_names():
-            continue
-        deadline = time.monotonic() + RELEASE_TIMEOUT
-        delay = 0.001
-        while _references(ipset_bin, name) and time.monotonic() < deadline:
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-        result = process.run([ipset_bin, "destroy", name])
-        if not result.ok:
-            # the protection is complete; only an unused set is left behind
-            log.info(f"ipset {name} is no longer used by vnm but could not be destroyed: "
-                     f"{result.error_line()}")
+    remaining = sorted(names)
+    deadline = time.monotonic() + RELEASE_TIMEOUT
+    delay = 0.001
+    while remaining:
+        result = process.run([ipset_bin, "restore", "-exist"],
+                             "".join(f"destroy {name}\n" for name in remaining))
+        if result.ok:
+            return
+        # restore stops at the first busy set; the ones before it are gone
+        remaining = sorted(set(remaining) & list_names())
+        if time.monotonic() >= deadline:
+            # the protection is complete; only unused sets are left behind
+            log.info(f"ipsets {', '.join(remaining)} are no longer used by vnm but could not "
+                     f"be destroyed: {result.error_line()}")
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)

@@ -1,0 +1,75 @@
+"""What every benchmark here shares: timing real processes, medians, the table.
+
+Each benchmark re-executes itself inside a throwaway network namespace
+(:func:`in_namespace`) and times the real action scripts with Debian's
+/usr/bin/python3, as a hypervisor runs them.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = os.environ.get("VNM_BENCH_PYTHON", "/usr/bin/python3")
+
+
+def timed(argv, stdin=b"", before=None, env=None):
+    if before:
+        before()
+    start = time.perf_counter()
+    done = subprocess.run(argv, input=stdin, capture_output=True, check=False, env=env)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"bench: {argv} failed: {done.stderr.decode()}")
+    return elapsed
+
+
+def series(runs, argv, stdin=b"", before=None, env=None):
+    """Median and p10-p90 of ``runs`` timed executions."""
+    samples = sorted(timed(argv, stdin, before, env) for _ in range(runs))
+    q = statistics.quantiles(samples, n=10)
+    return {"median": statistics.median(samples), "p10": q[0], "p90": q[-1]}
+
+
+def script(driver, action, tree=None):
+    return [PYTHON, os.path.join(tree or os.path.join(REPO, "vnm"), driver, action)]
+
+
+def in_namespace(argv_tail):
+    """Re-run this script inside a fresh namespace with ``--inside``; its exit code."""
+    ns = f"vnm-bench-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        return subprocess.run(["ip", "netns", "exec", ns, sys.executable, sys.argv[0],
+                               "--inside", *argv_tail]).returncode
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def row(name, result, base, versus=None):
+    line = (f"{name:<52}{result['median'] * 1000:>8.1f}ms"
+            f"{result['p10'] * 1000:>9.1f}-{result['p90'] * 1000:<7.1f}ms"
+            f"{result['median'] / base:>8.2f}x")
+    if versus:
+        line += f"{result['median'] / versus:>8.2f}x"
+    print(line)
+
+
+def header(last="x naive"):
+    print(f"{'case':<52}{'median':>10}{'p10-p90':>19}{'x python':>9}{last:>9}")
+
+
+def check_budgets(budgets):
+    for name, ok in budgets:
+        print(f"budget {name}: {'met' if ok else 'MISSED'}")
+    return all(ok for _, ok in budgets)
+
+
+def save(name, payload):
+    out = os.path.join(REPO, "bench", "out")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, f"{name}.json"), "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2)
