@@ -103,3 +103,20 @@ def test_missing_sudoers_entry_is_one_clear_error(ns, oneadmin):
     # actions without privileged work need no sudo at all
     assert_ok(run_as_user(ns, tree, helper, "dummy", "pre", stdin=vm))
     assert_ok(run_as_user(ns, tree, helper, "bridge", "update_sg", "one-31", stdin=vm))
+
+
+def test_non_root_fw_post_and_clean_through_sudo(ns, oneadmin):
+    """The security-group engine runs on the root side too (iptables, ipset via sudo's PATH)."""
+    base, sudoers = oneadmin
+    tree, helper = install(base, sudoers)
+    nic = bridge_nic(32, 0, "brf", None, VN_MAD="fw", IP="10.80.0.2",
+                     FILTER_IP_SPOOFING="YES")
+    vm = b64(vm_xml(32, [nic]))
+    assert_ok(run_as_user(ns, tree, helper, "fw", "pre", stdin=vm))
+    ns.add_tap("one-32-0", "brf")
+    assert_ok(run_as_user(ns, tree, helper, "fw", "post", "one-32", "h", stdin=vm))
+    assert "-A one-32-0-o -m set ! --match-set one-32-0-ip-spoofing src -j DROP" in \
+        ns.exec("iptables", "-S").splitlines()
+    ns.ip("link", "del", "one-32-0")
+    assert_ok(run_as_user(ns, tree, helper, "fw", "clean", "h", stdin=vm))
+    assert "one-32" not in ns.exec("iptables", "-S") and "brf" not in ns.links()
