@@ -50,25 +50,19 @@ def read():
     return snapshots
 
 
+# operation -> restore command; rule operations are followed by the rule's tokens
+_COMMANDS = {"chain": ":{} - [0:0]", "new_chain": "-N {}", "append": "-A {}", "insert": "-I {}",
+             "delete": "-D {}", "delete_chain": "-X {}"}
+
+
 def render(ops):
     """Operations -> the text of one restore transaction."""
     lines = ["*filter"]
     for op in ops:
-        kind, name = op[0], op[1]
-        if kind == "chain":
-            lines.append(f":{name} - [0:0]")
-        elif kind == "new_chain":
-            lines.append(f"-N {name}")
-        elif kind == "append":
-            lines.append(f"-A {name} {' '.join(op[2])}")
-        elif kind == "insert":
-            lines.append(f"-I {name} {' '.join(op[2])}")
-        elif kind == "delete":
-            lines.append(f"-D {name} {' '.join(op[2])}")
-        elif kind == "delete_chain":
-            lines.append(f"-X {name}")
-        else:
-            raise ValueError(f"unknown firewall operation {kind!r}")
+        command = _COMMANDS.get(op[0])
+        if command is None:
+            raise ValueError(f"unknown firewall operation {op[0]!r}")
+        lines.append(" ".join([command.format(op[1]), *(op[2] if len(op) > 2 else ())]))
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
 
