@@ -13,6 +13,7 @@ from .errors import VnmError
 # oned reaches hosts over ssh and sudo; root's PATH may lack the sbin dirs.
 _SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 _ENV = None
+_FOUND = {}
 
 
 def _env():
@@ -27,10 +28,12 @@ def _env():
 
 def which(program):
     """Absolute path of ``program`` on PATH or the sbin dirs, else a clear error."""
-    path = shutil.which(program, path=_env()["PATH"])
-    if path is None:
-        raise VnmError(f"{program} is not installed on this host")
-    return path
+    if program not in _FOUND:
+        path = shutil.which(program, path=_env()["PATH"])
+        if path is None:
+            raise VnmError(f"{program} is not installed on this host")
+        _FOUND[program] = path
+    return _FOUND[program]
 
 
 class Result:

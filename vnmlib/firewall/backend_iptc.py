@@ -12,8 +12,6 @@ from ..errors import VnmError
 from .layout import FAMILIES, GLOBAL_CHAIN
 from .transaction import TableSnapshot
 
-NAME = "iptc"
-
 
 def _iptc():
     try:
@@ -35,12 +33,10 @@ def _table(family):
 def _tokens(rule, family):
     """An iptc rule -> our tokens, enough to recognise our jumps and FORWARD jumps."""
     tokens = []
-    if family == 4 and rule.dst not in ("0.0.0.0/0.0.0.0", "0.0.0.0/0"):
-        address, mask = rule.dst.split("/")
-        tokens += ["-d", f"{address}/{_prefix_len(mask, 32)}"]
-    if family == 6 and rule.dst not in ("::/0",):
-        address, mask = rule.dst.split("/")
-        tokens += ["-d", f"{address}/{_prefix_len(mask, 128)}"]
+    address, mask = rule.dst.split("/")
+    length = _prefix_len(mask, 32 if family == 4 else 128)
+    if length:  # /0: no -d
+        tokens += ["-d", f"{address}/{length}"]
     for match in rule.matches:
         tokens += ["-m", match.name]
         if match.name == "physdev":

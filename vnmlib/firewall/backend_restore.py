@@ -12,7 +12,6 @@ from ..errors import VnmError
 from .layout import FAMILIES, GLOBAL_CHAIN
 from .transaction import TableSnapshot
 
-NAME = "restore"
 _TOOLS = {4: ("iptables", "iptables-restore"), 6: ("ip6tables", "ip6tables-restore")}
 _READ_CHAINS = (GLOBAL_CHAIN, "FORWARD", "INPUT")
 # How iptables says a listed chain does not exist. iptables-nft 1.8.9 reports
