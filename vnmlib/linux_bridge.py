@@ -19,6 +19,7 @@ class HostView:
 
     def __init__(self):
         self.planned_bridges = set()
+        self.planned_devices = set()  # VLAN/VXLAN devices (vnmlib.vlan_bridge)
         self.planned_masters = {}
 
     def exists(self, name):
@@ -34,7 +35,11 @@ class HostView:
 
 
 class BridgeNeed:
-    """What one NIC needs from the host: its bridge (with options) and uplink."""
+    """What one NIC needs from the host: its bridge (with options) and uplink.
+
+    Drivers whose uplink is not PHYDEV itself (802.1Q, vxlan: the
+    ``<PHYDEV>.<VLAN_ID>`` device) subclass it and override the uplink parts.
+    """
 
     def __init__(self, nic, conf):
         self.nic = nic
@@ -46,6 +51,20 @@ class BridgeNeed:
     @property
     def keep_empty(self):
         return is_true(self.conf.get("keep_empty_bridge"))
+
+    def link_names(self):
+        """Every link ``pre``/``clean`` of this NIC may touch: what to lock."""
+        return [self.bridge] + ([self.phydev] if self.phydev else [])
+
+    def plan_uplink(self, view):
+        """Steps that connect the bridge to the network: PHYDEV as a port."""
+        if not self.phydev:
+            return []
+        return plan_uplink(view, self.phydev, self.bridge, self.nic.label)
+
+    def owned_devices(self):
+        """Devices made for this network, deleted together with its bridge."""
+        return []
 
     def non_guests(self):
         """Ports that do not make the bridge "in use" (reference §2.0 guests rule)."""
@@ -95,38 +114,38 @@ def plan_attach(view, needs):
     planned = []
     for need in needs:
         planned += plan_bridge(view, need)
-        if need.phydev:
-            planned += plan_uplink(view, need.phydev, need.bridge, need.nic.label)
+        planned += need.plan_uplink(view)
     return planned
 
 
-def plan_release(bridge, needs, users_left, extra_devices=()):
-    """Steps for ``clean``: delete the bridge (and ``extra_devices``) when nobody uses it."""
+def plan_release(bridge, needs, users_left):
+    """Steps for ``clean``: delete the bridge and its own devices when nobody uses it."""
     if any(need.keep_empty for need in needs) or not sysfs.is_bridge(bridge):
         return []
     non_guests = set().union(*(need.non_guests() for need in needs))
-    if users_left or set(sysfs.bridge_ports(bridge)) - non_guests:
+    ports = set(sysfs.bridge_ports(bridge))
+    if users_left or ports - non_guests:
         return []
-    return [steps.DeleteLink(bridge)] + [steps.DeleteLink(d) for d in extra_devices
-                                         if sysfs.exists(d)]
+    # only devices still in this bridge: a same-named device elsewhere is not ours
+    owned = dict.fromkeys(d for need in needs for d in need.owned_devices() if d in ports)
+    return [steps.DeleteLink(d) for d in owned] + [steps.DeleteLink(bridge)]
 
 
-def attach(ctx, nics):
+def attach(ctx, nics, need_type=BridgeNeed):
     """``pre`` for ``nics``: bridge + uplink per NIC, recorded as users of the bridge."""
-    needs = [BridgeNeed(nic, ctx.conf) for nic in nics]
+    needs = [need_type(nic, ctx.conf) for nic in nics]  # validates every NIC first
     if not needs:
         return
-    names = [n.bridge for n in needs] + [n.phydev for n in needs if n.phydev]
-    with LinkLocks(names):
+    with LinkLocks([name for need in needs for name in need.link_names()]):
         steps.apply(plan_attach(HostView(), needs), ctx.log)
         users = BridgeUsers()
         for need in needs:
             users.add(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id))
 
 
-def release(ctx, nics, extra_devices=lambda need: ()):
+def release(ctx, nics, need_type=BridgeNeed):
     """``clean`` for ``nics``: forget them as users, delete bridges left unused."""
-    needs = [BridgeNeed(nic, ctx.conf) for nic in nics]
+    needs = [need_type(nic, ctx.conf) for nic in nics]
     by_bridge = {}
     for need in needs:
         by_bridge.setdefault(need.bridge, []).append(need)
@@ -134,16 +153,14 @@ def release(ctx, nics, extra_devices=lambda need: ()):
         return
     # the uplinks too: deleting a bridge releases them, which a concurrent
     # pre of another bridge wanting the same uplink must not see half-way
-    names = list(by_bridge) + [n.phydev for n in needs if n.phydev]
-    names += [d for n in needs for d in extra_devices(n)]
+    names = [name for need in needs for name in need.link_names()]
     with LinkLocks(names):
         users = BridgeUsers()
         planned = []
         for bridge, bridge_needs in by_bridge.items():
             for need in bridge_needs:
                 users.remove(bridge, nic_user(need.nic.vm_id, need.nic.nic_id))
-            extra = [d for n in bridge_needs for d in extra_devices(n)]
-            planned += plan_release(bridge, bridge_needs, users.users(bridge), extra)
+            planned += plan_release(bridge, bridge_needs, users.users(bridge))
         steps.apply(planned, ctx.log)
 
 

@@ -46,6 +46,36 @@ class CreateBridge(Step):
         return DeleteLink(self.name)
 
 
+class CreateLink(Step):
+    """A VLAN or VXLAN device (:class:`vnmlib.vlan_link.DeviceSpec`) on its PHYDEV."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.origin = spec.label
+
+    def describe(self):
+        return self.spec.describe()
+
+    def apply(self, nl):
+        nl.create_link(self.spec)
+
+    def undo(self):
+        return DeleteLink(self.spec.name)
+
+
+class SetMtu(Step):
+    def __init__(self, name, mtu, origin=""):
+        self.name = name
+        self.mtu = mtu
+        self.origin = origin
+
+    def describe(self):
+        return f"set {self.name} mtu {self.mtu}"
+
+    def apply(self, nl):
+        nl.set_mtu(self.name, self.mtu)
+
+
 class SetBridgeOptions(Step):
     def __init__(self, name, options, feature=None):
         self.name = name

@@ -14,6 +14,8 @@ DRIVER_MODULES = {
     "dummy": "dummy",
     "bridge": "bridge",
     "fw": "fw",
+    "802.1Q": "vlan8021q",
+    "vxlan": "vxlan",
 }
 
 

@@ -65,6 +65,16 @@ class Netlink:
         self._call(f"cannot set {attrs} on bridge {name}", feature,
                    self.ipr.link, "set", index=self.index(name), kind="bridge", **attrs)
 
+    def create_link(self, spec):
+        """Create the VLAN/VXLAN device ``spec`` describes (:mod:`vnmlib.vlan_link`)."""
+        module = "the 8021q module" if spec.kind == "vlan" else "the vxlan module"
+        self._call(f"cannot create {spec.kind} device {spec.name}", module,
+                   self.ipr.link, "add", **spec.netlink_args(self.index(spec.phydev)))
+
+    def set_mtu(self, name, mtu):
+        self._call(f"cannot set mtu {mtu} on {name}", None,
+                   self.ipr.link, "set", index=self.index(name), mtu=mtu)
+
     def set_up(self, name):
         self._call(f"cannot set {name} up", None,
                    self.ipr.link, "set", index=self.index(name), state="up")
