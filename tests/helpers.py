@@ -233,6 +233,27 @@ class Firewall:
         return ns.run(driver, action, *args, stdin=stdin, tree=self.tree, env=full)
 
 
+def netfilter_standin(ns, workdir):
+    """Environment for actions in ``ns``: real iptables when the kernel has it, else the stand-in.
+
+    Only User-Mode Linux lacks it (see tests/standins/iptables-absent). Returns
+    (env, log path or None).
+    """
+    # listing works even without kernel support (nft prints the default policies): create
+    probe = subprocess.run(["ip", "netns", "exec", ns.name, "iptables", "-w", "-N", "vnm-probe"],
+                           capture_output=True, check=False)
+    if probe.returncode == 0:
+        ns.exec("iptables", "-w", "-X", "vnm-probe")
+        return {}, None
+    bindir = os.path.join(str(workdir), "standin-bin")
+    os.makedirs(bindir, exist_ok=True)
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standins", "iptables-absent")
+    for tool in ("iptables", "ip6tables", "iptables-restore", "ip6tables-restore"):
+        os.symlink(source, os.path.join(bindir, tool))
+    log = os.path.join(str(workdir), "standin.log")
+    return {"PATH": f"{bindir}:{os.environ.get('PATH', '')}", "VNM_STANDIN_LOG": log}, log
+
+
 def ipsets(ns):
     """{set name: set of members} from ``ipset save`` (order-free)."""
     sets = {}
