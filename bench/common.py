@@ -39,7 +39,14 @@ def script(driver, action, tree=None):
 
 
 def in_namespace(argv_tail):
-    """Re-run this script inside a fresh namespace with ``--inside``; its exit code."""
+    """Re-run this script inside a fresh namespace with ``--inside``; its exit code.
+
+    vnmlib is byte-compiled first: a hypervisor runs each action many times and
+    keeps the .pyc files after the first, so compiling is not part of any figure
+    (PYTHONDONTWRITEBYTECODE, set in some shells, would otherwise make every
+    run compile from source).
+    """
+    subprocess.run([PYTHON, "-m", "compileall", "-q", os.path.join(REPO, "vnmlib")], check=True)
     ns = f"vnm-bench-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:

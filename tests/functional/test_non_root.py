@@ -120,3 +120,19 @@ def test_non_root_fw_post_and_clean_through_sudo(ns, oneadmin):
     ns.ip("link", "del", "one-32-0")
     assert_ok(run_as_user(ns, tree, helper, "fw", "clean", "h", stdin=vm))
     assert "one-32" not in ns.exec("iptables", "-S") and "brf" not in ns.links()
+
+
+def test_non_root_vxlan_pre_and_clean_through_sudo(ns, oneadmin):
+    """The VLAN-backed drivers' device work runs on the root side ("802.1Q" is not a module name)."""
+    base, sudoers = oneadmin
+    tree, helper = install(base, sudoers)
+    nic = bridge_nic(33, 0, "onebr.33", "uplink0", VN_MAD="vxlan", VLAN_ID=33, MTU=1450)
+    vm = b64(vm_xml(33, [nic]))
+    assert_ok(run_as_user(ns, tree, helper, "vxlan", "pre", stdin=vm))
+    assert ns.links()["uplink0.33"]["master"] == "onebr.33"
+    assert_ok(run_as_user(ns, tree, helper, "vxlan", "clean", "h", stdin=vm))
+    assert not {"uplink0.33", "onebr.33"} & set(ns.links())
+    # 802.1Q reaches the root side too: the host kernel lacks 8021q, the error says so
+    vlan = b64(vm_xml(34, [bridge_nic(34, 0, "onebr.34", "uplink0", VN_MAD="802.1Q",
+                                      VLAN_ID=34)]))
+    assert_one_error(run_as_user(ns, tree, helper, "802.1Q", "pre", stdin=vlan), "8021q")

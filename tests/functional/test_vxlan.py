@@ -1,11 +1,14 @@
 """vxlan driver against the host kernel: devices, traffic across a VXLAN, updates, errors."""
 
 import concurrent.futures
+import json
+import time
 
 import pytest
 
+from frr import Frr
 from helpers import (Guest, Namespace, assert_ok, assert_one_error, b64, bridge_nic, copy_tree,
-                     vm_xml)
+                     sh, vm_xml)
 
 
 def vxlan_nic(vm_id, vni=60, phydev="uplink0", **extra):
@@ -60,6 +63,40 @@ def test_vms_on_two_hosts_ping_across_multicast_vxlan(hosts, tmp_path):
     finally:
         for guest in guests:
             guest.delete()
+
+
+def test_evpn_with_frr_learns_the_vni_and_remote_vtep(hosts, tmp_path):
+    """VXLAN_MODE=evpn: no multicast, no fdb entry by hand; FRR does the flooding list."""
+    daemons, guests = [], []
+    try:
+        for index, host in enumerate(hosts, 1):
+            daemons.append(Frr(host.name, f"192.168.100.{index}",
+                               f"192.168.100.{3 - index}").start())
+        for index, host in enumerate(hosts, 1):
+            vm_id = 64 + index
+            stdin = vm(vm_id, vni=4000, phydev="ul0", VXLAN_MODE="evpn", VXLAN_TEP="local",
+                       IP_LINK_CONF="nolearning")
+            assert_ok(host.run("vxlan", "pre", stdin=stdin))
+            guests.append(Guest(host, tap=f"one-{vm_id}-0", mac=f"02:00:0a:3d:00:{index:02x}",
+                                ipv4=f"10.61.0.{index}/24", bridge="onebr.4000"))
+            assert_ok(host.run("vxlan", "post", f"one-{vm_id}", "node", stdin=stdin))
+        data = hosts[0].links()["ul0.4000"]["data"]
+        assert data["local"] == "192.168.100.1" and "group" not in data
+        deadline = time.monotonic() + 60
+        while not guests[0].ping("10.61.0.2"):
+            assert time.monotonic() < deadline, (daemons[0].vtysh("show bgp l2vpn evpn summary")
+                                                 + daemons[0].vtysh("show evpn vni"))
+        assert guests[1].ping("10.61.0.1")
+        # the remote VTEP in the flood list came from zebra, not from us
+        fdb = json.loads(sh("bridge", "-n", hosts[0].name, "-j", "fdb", "show", "dev", "ul0.4000"))
+        flood = [e for e in fdb if e["mac"] == "00:00:00:00:00:00"]
+        assert [e["dst"] for e in flood] == ["192.168.100.2"]
+        assert "192.168.100.2" in daemons[0].vtysh("show evpn vni 4000")
+    finally:
+        for guest in guests:
+            guest.delete()
+        for daemon in daemons:
+            daemon.stop()
 
 
 def test_device_parameters_from_conf_and_network(ns, tmp_path):

@@ -5,9 +5,9 @@ filters, then the security groups, exactly as fw; ``clean`` removes device and
 bridge together when no guest is left, then the NIC's rules.
 """
 
-from .. import firewall, vlan_bridge
+from .. import vlan_bridge
 from ..vlan_link import vlan_spec
-from . import privileged, succeed
+from . import privileged, security_groups, succeed
 
 
 class VlanNeed(vlan_bridge.VlanBridgeNeed):
@@ -22,18 +22,18 @@ def pre(ctx):
 @privileged
 def post(ctx):
     vlan_bridge.post_filters(ctx, VlanNeed)
-    firewall.post(ctx)
+    security_groups().post(ctx)
 
 
 @privileged
 def clean(ctx):
     vlan_bridge.release(ctx, VlanNeed)
-    firewall.clean(ctx)
+    security_groups().clean(ctx)
 
 
 @privileged
 def update_sg(ctx):
-    firewall.update_sg(ctx)
+    security_groups().update_sg(ctx)
 
 
 @privileged

@@ -6,10 +6,10 @@ mode (``VXLAN_MODE=evpn``) leaves flooding and learning to the control plane
 address>``. Security groups as fw.
 """
 
-from .. import firewall, vlan_bridge
+from .. import vlan_bridge
 from ..netlink import reader
 from ..vlan_link import vxlan_spec
-from . import privileged, succeed
+from . import privileged, security_groups, succeed
 
 
 def _spec(nic, conf):
@@ -31,19 +31,19 @@ def pre(ctx):
 
 @privileged
 def post(ctx):
-    firewall.post(ctx)
+    security_groups().post(ctx)
 
 
 @privileged
 def clean(ctx):
     # the reference called the security-group teardown twice here; once is enough
     vlan_bridge.release(ctx, VxlanNeed)
-    firewall.clean(ctx)
+    security_groups().clean(ctx)
 
 
 @privileged
 def update_sg(ctx):
-    firewall.update_sg(ctx)
+    security_groups().update_sg(ctx)
 
 
 @privileged
