@@ -12,14 +12,12 @@ Budgets (issue 2): dummy/pre <= 3x python; warm bridge/pre <= 5x python;
 cold bridge/pre <= 0.25 s. Results: table on stdout, JSON in bench/out/.
 """
 
-import argparse
 import base64
 import os
 import subprocess
 import sys
-import tempfile
 
-from common import PYTHON, REPO, check_budgets, header, in_namespace, row, save, script, series
+from common import PYTHON, REPO, check_budgets, header, latency_main, row, script, series
 
 VM = base64.b64encode(
     b"<VM><ID>7</ID><DEPLOY_ID>one-7</DEPLOY_ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID>"
@@ -76,20 +74,5 @@ def report(results):
     ])
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", "--runs", type=int, default=20)
-    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if not args.inside:
-        return in_namespace(["-n", str(args.runs)])
-    with tempfile.TemporaryDirectory() as run_dir:
-        os.environ["VNM_RUN_DIR"] = run_dir
-        results = measure(args.runs)
-    ok = report(results)
-    save("bench_bridge", {"python": PYTHON, "runs": args.runs, "results": results})
-    return 0 if ok else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(latency_main("bench_bridge", __doc__, measure, report))

@@ -80,3 +80,27 @@ def save(name, payload):
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, f"{name}.json"), "w", encoding="utf-8") as handle:
         json.dump(payload, handle, indent=2)
+
+
+def latency_main(name, doc, measure, report, default_runs=20):
+    """The command line of a latency benchmark: ``[-n RUNS]``, run in a throwaway namespace.
+
+    ``measure(runs)`` -> results (with VNM_RUN_DIR pointing at a temporary
+    directory); ``report(results)`` prints the table and returns whether the
+    budgets hold; the exit code says the same.
+    """
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("-n", "--runs", type=int, default=default_runs)
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not args.inside:
+        return in_namespace(["-n", str(args.runs)])
+    with tempfile.TemporaryDirectory() as run_dir:
+        os.environ["VNM_RUN_DIR"] = run_dir
+        results = measure(args.runs)
+    ok = report(results)
+    save(name, {"python": PYTHON, "runs": args.runs, "results": results})
+    return 0 if ok else 1

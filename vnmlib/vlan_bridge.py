@@ -67,9 +67,7 @@ def plan_device(view, need):
         raise VnmError(f"{label}: MTU {spec.mtu} of {spec.name} is larger than the MTU "
                        f"{phy.mtu} of PHYDEV {spec.phydev}")
     planned = []
-    if spec.name in view.planned_devices:
-        pass  # another NIC of this action already plans it (same network)
-    else:
+    if spec.name not in view.planned_devices:  # else: another NIC of this action makes it
         existing = reader.link(spec.name)
         if existing is None:
             view.planned_devices.add(spec.name)
@@ -83,7 +81,7 @@ def plan_device(view, need):
                 planned.append(steps.LinkUp(spec.name))
     planned += _plan_enslave(view, spec.name, bridge, label)
     if is_true(need.conf.get("validate_vlan_id")):
-        _validate_vlan_id(view, need)
+        _validate_vlan_id(need)
     return planned
 
 
@@ -97,7 +95,7 @@ def _plan_enslave(view, device, bridge, label):
     return [steps.SetMaster(device, bridge)]
 
 
-def _validate_vlan_id(view, need):
+def _validate_vlan_id(need):
     """``validate_vlan_id``: no other VLAN/VNI may already be in the bridge (reference §2.4)."""
     spec = need.spec
     for port in sysfs.bridge_ports(need.bridge):

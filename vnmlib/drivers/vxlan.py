@@ -3,13 +3,13 @@
 VNI = VLAN_ID. Multicast mode joins group ``vxlan_mc`` + VNI on PHYDEV; EVPN
 mode (``VXLAN_MODE=evpn``) leaves flooding and learning to the control plane
 (FRR: see README) with the TEP given as ``dev PHYDEV`` or ``local <PHYDEV's
-address>``. Security groups as fw.
+address>``. Security groups as fw; no bridge VLAN filters.
 """
 
 from .. import vlan_bridge
 from ..netlink import reader
 from ..vlan_link import vxlan_spec
-from . import privileged, security_groups, succeed
+from . import vlan_backed
 
 
 def _spec(nic, conf):
@@ -24,39 +24,4 @@ class VxlanNeed(vlan_bridge.VlanBridgeNeed):
     make_spec = staticmethod(_spec)
 
 
-@privileged
-def pre(ctx):
-    vlan_bridge.attach(ctx, VxlanNeed)
-
-
-@privileged
-def post(ctx):
-    security_groups().post(ctx)
-
-
-@privileged
-def clean(ctx):
-    # the reference called the security-group teardown twice here; once is enough
-    vlan_bridge.release(ctx, VxlanNeed)
-    security_groups().clean(ctx)
-
-
-@privileged
-def update_sg(ctx):
-    security_groups().update_sg(ctx)
-
-
-@privileged
-def update_nic(ctx):
-    vlan_bridge.update(ctx, VxlanNeed)
-
-
-ACTIONS = {
-    "pre": pre,
-    "post": post,
-    "clean": clean,
-    "update_sg": update_sg,
-    "update_nic": update_nic,
-    "vnet_create": succeed,
-    "vnet_delete": succeed,
-}
+ACTIONS = vlan_backed.actions(VxlanNeed, vlan_filters=False)

@@ -1,0 +1,48 @@
+"""The actions of the VLAN-backed drivers (802.1Q, vxlan): one set, two device kinds.
+
+They differ in the device spec (the driver's :class:`~vnmlib.vlan_bridge.VlanBridgeNeed`)
+and in whether the network has bridge VLAN filters (802.1Q: QinQ ``CVLANS`` and
+``VLAN_TAGGED_ID`` trunks; vxlan: none, reference §2.5).
+"""
+
+from .. import vlan_bridge
+from . import privileged, security_groups, succeed
+
+
+def actions(need_type, vlan_filters):
+    """``ACTIONS`` for a driver whose NICs need ``need_type``."""
+
+    @privileged
+    def pre(ctx):
+        vlan_bridge.attach(ctx, need_type)
+
+    @privileged
+    def post(ctx):
+        if vlan_filters:
+            vlan_bridge.post_filters(ctx, need_type)
+        security_groups().post(ctx)
+
+    @privileged
+    def clean(ctx):
+        # bridge and device first, then the rules (the reference's order; vxlan's
+        # reference removed the rules twice, once is enough)
+        vlan_bridge.release(ctx, need_type)
+        security_groups().clean(ctx)
+
+    @privileged
+    def update_sg(ctx):
+        security_groups().update_sg(ctx)
+
+    @privileged
+    def update_nic(ctx):
+        vlan_bridge.update(ctx, need_type, filters=vlan_filters)
+
+    return {
+        "pre": pre,
+        "post": post,
+        "clean": clean,
+        "update_sg": update_sg,
+        "update_nic": update_nic,
+        "vnet_create": succeed,
+        "vnet_delete": succeed,
+    }
