@@ -97,14 +97,19 @@ def plan_bridge(view, need):
 
 
 def plan_uplink(view, port, bridge, label):
-    """Steps to make ``port`` (PHYDEV) a port of ``bridge``; never steal it from another."""
+    """Steps to make ``port`` (PHYDEV) a port of ``bridge``."""
     if not view.exists(port):
         raise VnmError(f"{label}: PHYDEV {port} does not exist on this host")
+    return plan_enslave(view, port, bridge, label, "PHYDEV ")
+
+
+def plan_enslave(view, port, bridge, label, what=""):
+    """Steps to make ``port`` a port of ``bridge``; never steal it from another bridge."""
     current = view.master(port)
     if current == bridge:
         return []
     if current is not None:
-        raise VnmError(f"{label}: PHYDEV {port} is already a port of {current}, not of {bridge}")
+        raise VnmError(f"{label}: {what}{port} is already a port of {current}, not of {bridge}")
     view.planned_masters[port] = bridge
     return [steps.SetMaster(port, bridge)]
 

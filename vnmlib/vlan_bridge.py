@@ -79,20 +79,10 @@ def plan_device(view, need):
                                f"this network needs ({'; '.join(wrong)}); refusing to reuse it")
             if not existing.up:
                 planned.append(steps.LinkUp(spec.name))
-    planned += _plan_enslave(view, spec.name, bridge, label)
+    planned += linux_bridge.plan_enslave(view, spec.name, bridge, label)
     if is_true(need.conf.get("validate_vlan_id")):
         _validate_vlan_id(need)
     return planned
-
-
-def _plan_enslave(view, device, bridge, label):
-    current = view.master(device)
-    if current == bridge:
-        return []
-    if current is not None:
-        raise VnmError(f"{label}: {device} is already a port of {current}, not of {bridge}")
-    view.planned_masters[device] = bridge
-    return [steps.SetMaster(device, bridge)]
 
 
 def _validate_vlan_id(need):
