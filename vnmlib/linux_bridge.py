@@ -138,7 +138,8 @@ def plan_release(bridge, needs, users_left):
 
 def attach(ctx, nics, need_type=BridgeNeed):
     """``pre`` for ``nics``: bridge + uplink per NIC, recorded as users of the bridge."""
-    needs = [need_type(nic, ctx.conf) for nic in nics]  # validates every NIC first
+    # every NIC is validated before any change: bridge options here, device specs while planning
+    needs = [need_type(nic, ctx.conf) for nic in nics]
     if not needs:
         return
     with LinkLocks([name for need in needs for name in need.link_names()]):
