@@ -37,6 +37,11 @@ def vlan_device_name(phydev, vlan_id):
     return f"{phydev}.{vlan_id}"
 
 
+def checked_vlan_device_name(phydev, vlan_id, what):
+    """:func:`vlan_device_name`, refused (naming ``what``) when the kernel would refuse it."""
+    return check_ifname(vlan_device_name(phydev, vlan_id), what)
+
+
 _RANGE_RE = re.compile(r"^\d+(\s*[,-]\s*\d+)*$")
 
 
@@ -59,3 +64,11 @@ def parse_vlan_ranges(text, what):
             raise InputError(f"{what} {text!r}: VLAN IDs must be in 1..4094")
         vids.extend(range(low, high + 1))
     return list(dict.fromkeys(vids))
+
+
+def old_vlan_ranges(text, what):
+    """The VIDs of an old ``VNET_UPDATE`` value; one that never parsed was never applied: none."""
+    try:
+        return parse_vlan_ranges(text, what) if text else []
+    except InputError:
+        return []

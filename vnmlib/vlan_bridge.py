@@ -14,7 +14,7 @@ from . import linux_bridge, steps, sysfs
 from .config import is_true
 from .errors import InputError, VnmError
 from .locks import LinkLocks
-from .naming import check_ifname, parse_vlan_ranges, vlan_device_name
+from .naming import checked_vlan_device_name, old_vlan_ranges, parse_vlan_ranges
 from .netlink import VLAN_INFO_PVID, VLAN_INFO_UNTAGGED, reader
 
 
@@ -43,8 +43,8 @@ class VlanBridgeNeed(linux_bridge.BridgeNeed):
         vlan_id = self.nic.vlan_id
         if vlan_id is None:
             raise InputError(f"{self.nic.label}: VLAN_ID is missing")
-        return check_ifname(vlan_device_name(self.phydev, vlan_id),
-                            f"{self.nic.label}: VLAN device name")
+        return checked_vlan_device_name(self.phydev, vlan_id,
+                                        f"{self.nic.label}: VLAN device name")
 
     def link_names(self):
         return [self.bridge, self.phydev, self.device]
@@ -215,7 +215,7 @@ def _old_device(nic, changed):
     old_vlan = changed.get("VLAN_ID", nic.get("VLAN_ID"))
     if not old_phydev or not old_vlan:
         return None
-    return check_ifname(vlan_device_name(old_phydev, old_vlan), f"{nic.label}: old VLAN device")
+    return checked_vlan_device_name(old_phydev, old_vlan, f"{nic.label}: old VLAN device")
 
 
 def _plan_update(view, need, old, recreate):
@@ -259,8 +259,4 @@ def _old_int(changed, key, current):
 
 
 def _old_vids(changed, key, current):
-    text = changed.get(key, current)
-    try:
-        return parse_vlan_ranges(text, f"VNET_UPDATE {key}") if text else []
-    except VnmError:
-        return []
+    return old_vlan_ranges(changed.get(key, current), f"VNET_UPDATE {key}")

@@ -16,7 +16,7 @@ import _socket
 
 from .config import merge_options, nic_conf
 from .errors import InputError
-from .naming import check_ifname, vlan_device_name
+from .naming import checked_vlan_device_name
 
 # 802.1Q: VIDs 0 and 4095 are reserved by the standard. VXLAN: 24-bit VNI.
 VLAN_ID_RANGE = (1, 4094)
@@ -132,7 +132,7 @@ def _link_options(nic, conf):
 
 
 def _device_name(nic, vlan_id):
-    return check_ifname(vlan_device_name(nic.phydev, vlan_id), f"{nic.label}: VLAN device name")
+    return checked_vlan_device_name(nic.phydev, vlan_id, f"{nic.label}: VLAN device name")
 
 
 def _unknown(nic, key, known):

@@ -5,9 +5,8 @@ bridge (fw) reuse them for their own NICs.
 """
 
 from .. import linux_bridge, steps, sysfs
-from ..errors import VnmError
 from ..locks import LinkLocks
-from ..naming import check_ifname, parse_vlan_ranges
+from ..naming import check_ifname, old_vlan_ranges
 from . import privileged, succeed
 
 
@@ -73,10 +72,7 @@ def update_nic(ctx):
 
 
 def _retrunk(vm, nic, old_text):
-    try:
-        old = parse_vlan_ranges(old_text, "VNET_UPDATE VLAN_TAGGED_ID") if old_text else []
-    except VnmError:
-        old = []  # an old value that never parsed was never applied either
+    old = old_vlan_ranges(old_text, "VNET_UPDATE VLAN_TAGGED_ID")
     new = nic.tagged_vlans()
     ports = [nic.phydev] if nic.phydev else []
     tap = vm.tap_name(nic)
