@@ -186,13 +186,33 @@ def _ranges(vids):
     return ",".join(out)
 
 
+class _LazyNetlink:
+    """The netlink socket, opened by the first step that uses it.
+
+    Open vSwitch steps run the OVS tools and never touch it, so an action made
+    only of them does not pay pyroute2's import (~0.1 s).
+    """
+
+    def __init__(self):
+        self._nl = None
+
+    def __getattr__(self, name):
+        if self._nl is None:
+            from .netlink import Netlink
+
+            self._nl = Netlink()
+        return getattr(self._nl, name)
+
+    def close(self):
+        if self._nl is not None:
+            self._nl.close()
+
+
 def apply(steps, log):
     """Apply ``steps``; on failure undo what was applied and re-raise."""
     if not steps:
         return
-    from .netlink import Netlink
-
-    nl = Netlink()
+    nl = _LazyNetlink()
     done = []
     try:
         for step in steps:
