@@ -10,7 +10,7 @@ re-create it or change its MTU on ``update_nic``, and the 802.1Q bridge VLAN
 filters (QinQ ``CVLANS``, ``VLAN_TAGGED_ID`` trunks).
 """
 
-from . import linux_bridge, steps, sysfs
+from . import linux_bridge, steps, sysfs, vlan_link
 from .config import is_true
 from .errors import InputError, VnmError
 from .locks import LinkLocks
@@ -58,28 +58,8 @@ class VlanBridgeNeed(linux_bridge.BridgeNeed):
 
 def plan_device(view, need):
     """Steps to make ``need.spec`` exist, be up and be a port of ``need.bridge``."""
-    spec, bridge, label = need.spec, need.bridge, need.nic.label
-    phy = reader.link(spec.phydev)
-    if phy is None:
-        raise VnmError(f"{label}: PHYDEV {spec.phydev} does not exist on this host")
-    if spec.kind == "vlan" and phy.mtu is not None and spec.mtu > phy.mtu:
-        # the kernel refuses a VLAN device larger than its lower device (ERANGE)
-        raise VnmError(f"{label}: MTU {spec.mtu} of {spec.name} is larger than the MTU "
-                       f"{phy.mtu} of PHYDEV {spec.phydev}")
-    planned = []
-    if spec.name not in view.planned_devices:  # else: another NIC of this action makes it
-        existing = reader.link(spec.name)
-        if existing is None:
-            view.planned_devices.add(spec.name)
-            planned += [steps.CreateLink(spec), steps.LinkUp(spec.name)]
-        else:
-            wrong = spec.differences(existing, phy.index)
-            if wrong:
-                raise VnmError(f"{label}: {spec.name} exists but is not the {spec.kind} device "
-                               f"this network needs ({'; '.join(wrong)}); refusing to reuse it")
-            if not existing.up:
-                planned.append(steps.LinkUp(spec.name))
-    planned += linux_bridge.plan_enslave(view, spec.name, bridge, label)
+    planned = vlan_link.plan_device_link(view, need.spec)
+    planned += linux_bridge.plan_enslave(view, need.spec.name, need.bridge, need.nic.label)
     if is_true(need.conf.get("validate_vlan_id")):
         _validate_vlan_id(need)
     return planned

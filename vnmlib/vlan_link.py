@@ -14,9 +14,11 @@ attributes here; an unknown key is an error, not silently dropped.
 
 import _socket
 
+from . import steps
 from .config import merge_options, nic_conf
-from .errors import InputError
+from .errors import InputError, VnmError
 from .naming import checked_vlan_device_name
+from .netlink import reader
 
 # 802.1Q: VIDs 0 and 4095 are reserved by the standard. VXLAN: 24-bit VNI.
 VLAN_ID_RANGE = (1, 4094)
@@ -171,14 +173,16 @@ def vlan_spec(nic, conf):
                       nic.label, " ".join(shown))
 
 
-def vxlan_spec(nic, conf, phydev_addresses):
-    """The VXLAN device ``<PHYDEV>.<VLAN_ID>`` (VNI = VLAN_ID), multicast or EVPN.
+def vxlan_spec(nic, conf, phydev_addresses, vni_attribute="VLAN_ID"):
+    """The VXLAN device ``<PHYDEV>.<VNI>``, multicast or EVPN.
 
-    ``phydev_addresses()`` lists PHYDEV's addresses; it is called only for an
-    EVPN network whose TEP is an address (``VXLAN_TEP`` other than ``dev``).
+    The VNI is ``VLAN_ID`` (vxlan) or ``OUTER_VLAN_ID`` (ovswitch_vxlan, whose
+    VLAN_ID tags the VM ports inside the tunnel). ``phydev_addresses()`` lists
+    PHYDEV's addresses; it is called only for an EVPN network whose TEP is an
+    address (``VXLAN_TEP`` other than ``dev``).
     """
     conf = nic_conf(conf, nic)
-    vni = nic.int_attr("VLAN_ID", *VNI_RANGE)
+    vni = nic.int_attr(vni_attribute, *VNI_RANGE)
     mtu = _mtu(nic, conf, "vxlan_mtu")
     data = {"id": vni}
     shown = [f"id {vni}"]
@@ -260,3 +264,40 @@ def _tep_address(nic, addresses):
         raise InputError(f"{nic.label}: VXLAN_TEP asks for the address of PHYDEV {nic.phydev}, "
                          "which has no global address")
     return usable[0]
+
+
+# -- on the host -----------------------------------------------------------------
+
+def phydev_addresses(nic):
+    """PHYDEV's addresses (for an EVPN TEP given as an address), read when asked."""
+    def read():
+        link = reader.link(nic.phydev)
+        return reader.addresses(link.index) if link else []
+
+    return read
+
+
+def plan_device_link(view, spec):
+    """Steps to make the device ``spec`` exist and be up (or to check the existing one is it)."""
+    label = spec.label
+    phy = reader.link(spec.phydev)
+    if phy is None:
+        raise VnmError(f"{label}: PHYDEV {spec.phydev} does not exist on this host")
+    if spec.kind == "vlan" and phy.mtu is not None and spec.mtu > phy.mtu:
+        # the kernel refuses a VLAN device larger than its lower device (ERANGE)
+        raise VnmError(f"{label}: MTU {spec.mtu} of {spec.name} is larger than the MTU "
+                       f"{phy.mtu} of PHYDEV {spec.phydev}")
+    planned = []
+    if spec.name not in view.planned_devices:  # else: another NIC of this action makes it
+        existing = reader.link(spec.name)
+        if existing is None:
+            view.planned_devices.add(spec.name)
+            planned += [steps.CreateLink(spec), steps.LinkUp(spec.name)]
+        else:
+            wrong = spec.differences(existing, phy.index)
+            if wrong:
+                raise VnmError(f"{label}: {spec.name} exists but is not the {spec.kind} device "
+                               f"this network needs ({'; '.join(wrong)}); refusing to reuse it")
+            if not existing.up:
+                planned.append(steps.LinkUp(spec.name))
+    return planned

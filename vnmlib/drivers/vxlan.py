@@ -7,17 +7,12 @@ address>``. Security groups as fw; no bridge VLAN filters.
 """
 
 from .. import vlan_bridge
-from ..netlink import reader
-from ..vlan_link import vxlan_spec
+from ..vlan_link import phydev_addresses, vxlan_spec
 from . import vlan_backed
 
 
 def _spec(nic, conf):
-    def phydev_addresses():
-        link = reader.link(nic.phydev)
-        return reader.addresses(link.index) if link else []
-
-    return vxlan_spec(nic, conf, phydev_addresses)
+    return vxlan_spec(nic, conf, phydev_addresses(nic))
 
 
 class VxlanNeed(vlan_bridge.VlanBridgeNeed):
