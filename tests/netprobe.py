@@ -9,7 +9,10 @@ flood HOST PORT SECONDS       a new TCP connection attempt every 2 ms; print how
 icmp4 HOST TYPE               send one ICMP message of TYPE (raw socket)
 udp-frame IFACE SRCMAC SRCIP DSTIP DPORT
                               send one hand-made Ethernet/IPv4/UDP frame
-sniff IFACE SECONDS udp PORT | icmp TYPE
+arp-frame IFACE SRCMAC SENDERIP TARGETIP
+                              send one broadcast ARP request (gratuitous when SENDERIP
+                              is TARGETIP)
+sniff IFACE SECONDS udp PORT | icmp TYPE | arp SENDERIP
                               print "ready", then the number of matching frames seen
 """
 
@@ -160,8 +163,30 @@ def udp_frame(iface, src_mac, src_ip, dst_ip, dport):
     return 0
 
 
+def arp_frame(iface, src_mac, sender_ip, target_ip):
+    mac = _mac(src_mac)
+    arp = (struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + socket.inet_aton(sender_ip)
+           + b"\0" * 6 + socket.inet_aton(target_ip))
+    frame = b"\xff" * 6 + mac + b"\x08\x06" + arp
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+        sock.bind((iface, 0))
+        sock.send(frame)
+    return 0
+
+
+def _matches(frame, kind, value):
+    if frame[12:14] == b"\x08\x06":
+        return kind == "arp" and frame[28:32] == socket.inet_aton(value)
+    if frame[12:14] != b"\x08\x00" or kind == "arp":
+        return False
+    ip = frame[14:]
+    body = ip[(ip[0] & 0x0F) * 4:]
+    if kind == "udp":
+        return ip[9] == 17 and struct.unpack("!H", body[2:4])[0] == int(value)
+    return kind == "icmp" and ip[9] == 1 and body[0] == int(value)
+
+
 def sniff(iface, seconds, kind, value):
-    value = int(value)
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003)) as sock:
         sock.bind((iface, 0))
         print("ready", flush=True)
@@ -175,13 +200,7 @@ def sniff(iface, seconds, kind, value):
             if not ready:
                 continue
             frame, meta = sock.recvfrom(65535)
-            if meta[2] == socket.PACKET_OUTGOING or frame[12:14] != b"\x08\x00":
-                continue
-            ip = frame[14:]
-            body = ip[(ip[0] & 0x0F) * 4:]
-            if kind == "udp" and ip[9] == 17 and struct.unpack("!H", body[2:4])[0] == value:
-                seen += 1
-            elif kind == "icmp" and ip[9] == 1 and body[0] == value:
+            if meta[2] != socket.PACKET_OUTGOING and _matches(frame, kind, value):
                 seen += 1
     print(seen, flush=True)
     return 0
@@ -195,7 +214,7 @@ def main(argv):
             ports[flag] = [int(p) for p in value.split(",") if p]
         return serve(ports["--tcp"], ports["--udp"])
     handlers = {"tcp": tcp, "udp": udp, "hold": hold, "flood": flood, "icmp4": icmp4, "udp-frame": udp_frame,
-                "sniff": sniff}
+                "arp-frame": arp_frame, "sniff": sniff}
     return handlers[command](*args)
 
 

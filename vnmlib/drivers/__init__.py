@@ -16,6 +16,8 @@ DRIVER_MODULES = {
     "fw": "fw",
     "802.1Q": "vlan8021q",
     "vxlan": "vxlan",
+    "ovswitch": "ovswitch",
+    "ovswitch_vxlan": "ovswitch_vxlan",
 }
 
 

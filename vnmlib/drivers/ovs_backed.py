@@ -1,0 +1,46 @@
+"""The actions of the Open vSwitch drivers (ovswitch, ovswitch_vxlan): one set, two uplinks.
+
+They differ in the uplink (:class:`~vnmlib.ovs_switch.OvsNeed`: PHYDEV, or
+:class:`~vnmlib.ovs_switch.OvsVxlanNeed`: the VXLAN device) and in which
+``update_nic`` changes swap it.
+"""
+
+from .. import ovs_switch
+from ..errors import VnmError
+from . import privileged, succeed
+
+
+def actions(need_type, uplink_keys):
+    """``ACTIONS`` for a driver whose NICs need ``need_type``."""
+
+    @privileged
+    def pre(ctx):
+        ovs_switch.attach(ctx, need_type)
+
+    @privileged
+    def post(ctx):
+        ovs_switch.configure_ports(ctx)
+
+    @privileged
+    def clean(ctx):
+        ovs_switch.release(ctx, need_type)
+
+    def update_sg(ctx):
+        # the reference's update_sg exits 1 for OVS too: a VM's security groups
+        # would silently not apply, so say so (the anti-spoofing flows stay)
+        raise VnmError(f"Security groups not supported for {ctx.driver} (Open vSwitch "
+                       "networks filter MAC/IP spoofing only)")
+
+    @privileged
+    def update_nic(ctx):
+        ovs_switch.update(ctx, need_type, uplink_keys)
+
+    return {
+        "pre": pre,
+        "post": post,
+        "clean": clean,
+        "update_sg": update_sg,
+        "update_nic": update_nic,
+        "vnet_create": succeed,
+        "vnet_delete": succeed,
+    }

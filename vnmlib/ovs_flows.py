@@ -1,0 +1,138 @@
+"""The OpenFlow pipeline of a VM port: tables 0 -> 10 -> 20 (reference §2.6).
+
+Table 0 tags the port's packets with the NIC's note and sends them to table 10
+(MAC anti-spoofing), then table 20 (IP/ARP anti-spoofing), then ``normal``
+switching. Flows are text in ovs-ofctl syntax, in the reference's own words,
+so the golden trace C can be compared flow by flow.
+
+Every flow vnm adds also carries a cookie naming its NIC (:func:`cookie`):
+``clean`` deletes a NIC's flows with one ``delete cookie=C/-1`` even when the
+port (and so its number) is already gone. The note stays for the operators'
+tools that look for it, and to find flows the reference drivers made.
+"""
+
+import re
+
+from .errors import InputError
+
+# Top 16 bits of the cookie: "ON" (OpenNebula), so an admin's own flows with
+# cookies never match vnm's deletions.
+COOKIE_TAG = 0x4F4E
+MAC = r"[0-9a-f]{2}(:[0-9a-f]{2}){5}"  # compiled on first use: pre never needs it
+
+# The addresses a NIC may use, by family (reference §2.6: no VROUTER_IP6*)
+IP4_FIELDS = ("IP", "VROUTER_IP")
+IP6_FIELDS = ("IP6", "IP6_GLOBAL", "IP6_LINK", "IP6_ULA")
+BOOTP = "udp,nw_src=0.0.0.0/32,tp_src=68,nw_dst=255.255.255.255/32,tp_dst=67"
+PIPELINE = "table=0 note -> table=10 MAC -> table=20 IP -> normal"
+
+
+def _ids(nic):
+    vm_id, nic_id = nic.vm_id, nic.nic_id
+    if not 0 <= vm_id < 2 ** 32 or not 0 <= nic_id < 2 ** 16:
+        raise InputError(f"{nic.label}: VM ID {vm_id} / NIC_ID {nic_id} do not fit an OVS note "
+                         "(32 and 16 bits)")
+    return vm_id, nic_id
+
+
+def note(nic):
+    """``%08x%04x`` of VM and NIC ids, dots between bytes: VM 9 NIC 1 -> 00.00.00.09.00.01."""
+    digits = "%08x%04x" % _ids(nic)
+    return ".".join(digits[i:i + 2] for i in range(0, len(digits), 2))
+
+
+def cookie(nic):
+    vm_id, nic_id = _ids(nic)
+    return (COOKIE_TAG << 48) | (vm_id << 16) | nic_id
+
+
+def _yes(element, attribute):
+    return element.get(attribute).upper() == "YES"
+
+
+def _mac(element):
+    mac = element.get("MAC").lower()
+    if not re.fullmatch(MAC, mac):
+        raise InputError(f"{element.label}: MAC {element.get('MAC')!r} is not a MAC address "
+                         "(FILTER_MAC_SPOOFING needs it)")
+    return mac
+
+
+def _addresses(element, fields, version):
+    import ipaddress  # post only: pre (which imports this module) must stay fast
+
+    found = []
+    for field in fields:
+        text = element.get(field)
+        if not text:
+            continue
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            raise InputError(f"{element.label}: {field} {text!r} is not an IP address") from None
+        if address.version != version:
+            raise InputError(f"{element.label}: {field} {text!r} is not an IPv{version} address")
+        found.append(str(address))
+    return found
+
+
+def spoofing_flows(port, element, arp_cache_poisoning):
+    """The anti-spoofing flows of a NIC or NIC_ALIAS on ``port`` (``FILTER_*_SPOOFING``)."""
+    flows = []
+    at = f"in_port={port}"
+    if _yes(element, "FILTER_MAC_SPOOFING"):
+        mac = _mac(element)
+        if arp_cache_poisoning:
+            flows.append(f"table=10,{at},arp,dl_src={mac},priority=50000,actions=resubmit(,20)")
+        flows.append(f"table=10,{at},dl_src={mac},priority=45000,actions=resubmit(,20)")
+        flows.append(f"table=10,{at},priority=40000,actions=drop")
+    if _yes(element, "FILTER_IP_SPOOFING"):
+        for ip in _addresses(element, IP4_FIELDS, 4):
+            if arp_cache_poisoning:
+                flows.append(f"table=20,{at},arp,nw_src={ip},priority=50000,actions=normal")
+            flows.append(f"table=20,{at},ip,nw_src={ip},priority=45000,actions=normal")
+        if arp_cache_poisoning:
+            # any other ARP, e.g. a gratuitous ARP claiming another VM's address
+            flows.append(f"table=20,{at},arp,priority=49000,actions=drop")
+        flows.append(f"table=20,{at},{BOOTP},priority=44000,actions=normal")  # DHCP client
+        for ip6 in _addresses(element, IP6_FIELDS, 6):
+            flows.append(f"table=20,{at},ipv6,ipv6_src={ip6},priority=45000,actions=normal")
+        for nd_type in (133, 135):  # router / neighbour solicitation during address set-up
+            flows.append(f"table=20,{at},icmp6,icmp_type={nd_type},ipv6_src=::,"
+                         "priority=44000,actions=normal")
+        flows.append(f"table=20,{at},ip,priority=40000,actions=drop")
+        flows.append(f"table=20,{at},ipv6,priority=40000,actions=drop")
+    return flows
+
+
+def port_flows(port, nic, aliases, arp_cache_poisoning):
+    """Every flow of ``nic``'s port: the pipeline, its and its aliases' anti-spoofing.
+
+    The reference added the aliases' flows one ``add-flow`` at a time after the
+    NIC's, and equal flows replaced each other; the union below is that end state.
+    """
+    at = f"in_port={port}"
+    flows = [f"table=0,{at},priority=100,actions=note:{note(nic)},resubmit(,10)",
+             f"table=10,{at},priority=100,actions=resubmit(,20)",
+             f"table=20,{at},priority=100,actions=normal"]
+    for element in [nic] + list(aliases):
+        flows += spoofing_flows(port, element, arp_cache_poisoning)
+    return list(dict.fromkeys(flows))
+
+
+def replace_lines(port, nic, flows):
+    """ovs-ofctl ``add-flows`` lines replacing whatever ``port`` and ``nic`` had.
+
+    ``in_port`` clears what the port's previous owner left (the reference's
+    ``del-flows in_port=N``); the cookie clears this NIC's flows from a port
+    number it had before (a restarted VM gets a new one).
+    """
+    mark = f"cookie={cookie(nic):#x}"
+    return ([f"delete in_port={port}", f"delete {mark}/-1"]
+            + [f"add {mark},{flow}" for flow in flows])
+
+
+def delete_lines(nic, legacy_ports=()):
+    """Lines deleting ``nic``'s flows: by cookie, and on ports the reference's flows used."""
+    return ([f"delete cookie={cookie(nic):#x}/-1"]
+            + [f"delete in_port={port}" for port in legacy_ports])

@@ -1,0 +1,524 @@
+"""Open vSwitch networks: bridges, uplinks, VM ports and their flows (reference §2.6, §2.7).
+
+The mechanism of the ovswitch and ovswitch_vxlan drivers. A network is an OVS
+bridge (``BRIDGE``, columns from ``ovs_bridge_conf`` / ``OVS_BRIDGE_CONF``)
+whose uplink port is PHYDEV (ovswitch) or the VXLAN device
+``<PHYDEV>.<OUTER_VLAN_ID>`` (ovswitch_vxlan, :class:`OvsVxlanNeed`).
+
+- ``pre`` (:func:`attach`): bridge, uplink; one ovs-vsctl transaction.
+- ``post`` (:func:`configure_ports`): each VM port's VLAN settings (one
+  transaction) and its flows (one bundle per bridge, :mod:`vnmlib.ovs_flows`).
+- ``clean`` (:func:`release`): the NICs' flows and ports, then the bridge when
+  only its uplink is left and no other NIC uses it (SPEC decision 4).
+- ``update_nic`` (:func:`update`): port settings and uplink of a changed network.
+
+The reference took no lock for OVS and raced (#2629, #6985, #7059); every
+action here holds the :class:`~vnmlib.locks.LinkLocks` of the bridges and
+uplinks it plans for, the same locks the Linux-bridge drivers use.
+"""
+
+import re
+
+from . import ovs, ovs_flows, steps, sysfs, vlan_link
+from .config import is_true, merge_options, nic_conf
+from .errors import InputError, VnmError
+from .linux_bridge import HostView
+from .locks import BridgeUsers, LinkLocks, nic_user
+from .naming import checked_vlan_device_name, parse_vlan_ranges
+
+QINQ_TYPES = ("802.1q", "802.1ad")
+VLAN_RANGE = (1, 4094)  # 0 and 4095 are reserved by 802.1Q; OVS refuses a tag above 4095
+# a Bridge column, or a key of one of its maps ("other_config:mac-table-size");
+# patterns as text, compiled on first use (re caches them): most actions never need them
+BRIDGE_COLUMN = r"[a-z_]+(:[A-Za-z0-9_.-]+)?"
+BRIDGE_VALUE = r"[^\s\"'\\]+"
+
+
+def bridge_options(conf, nic):
+    """{column: value} set on a bridge vnm creates: ``ovs_bridge_conf`` < ``OVS_BRIDGE_CONF``.
+
+    ``BRIDGE_TYPE=openvswitch_dpdk`` puts the bridge on the userspace
+    datapath (``datapath_type=netdev``), as the reference.
+    """
+    merged = merge_options(conf.get("ovs_bridge_conf"), nic.get("OVS_BRIDGE_CONF"),
+                           f"{nic.label}: OVS_BRIDGE_CONF")
+    if nic.get("BRIDGE_TYPE") == "openvswitch_dpdk":
+        merged["datapath_type"] = "netdev"
+    options = {}
+    for column, value in merged.items():
+        what = f"{nic.label}: OVS_BRIDGE_CONF/ovs_bridge_conf {column}"
+        if not re.fullmatch(BRIDGE_COLUMN, column):
+            raise InputError(f"{what}: not a bridge column name (e.g. stp_enable, "
+                             "other_config:mac-table-size)")
+        if value is None or value == "":
+            raise InputError(f"{what}: needs a value")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if not re.fullmatch(BRIDGE_VALUE, text):
+            raise InputError(f"{what}: value {text!r} has spaces or quotes")
+        options[column] = text
+    return options
+
+
+def _shown_options(options):
+    return "".join(f" {k}={v}" for k, v in options.items())
+
+
+class OvsNeed:
+    """What one NIC needs from Open vSwitch: its bridge (with columns) and uplink port."""
+
+    def __init__(self, nic, conf):
+        self.nic = nic
+        self.conf = nic_conf(conf, nic)
+        self.bridge = nic.bridge
+        self.phydev = nic.phydev
+        self.options = bridge_options(self.conf, nic)
+
+    @property
+    def keep_empty(self):
+        return is_true(self.conf.get("keep_empty_bridge"))
+
+    @property
+    def uplink(self):
+        """The port connecting the bridge to the network ("" when it has none)."""
+        return self.phydev
+
+    def link_names(self):
+        """Every link ``pre``/``clean`` of this NIC may touch: what to lock."""
+        return [self.bridge] + ([self.phydev] if self.phydev else [])
+
+    def plan_device(self, view):
+        """Steps making the uplink device; PHYDEV is the host's, nothing to make."""
+        return []
+
+    def owned_devices(self):
+        """Devices made for this network, deleted together with its bridge."""
+        return []
+
+
+class OvsVxlanNeed(OvsNeed):
+    """ovswitch_vxlan: the uplink is the VXLAN device ``<PHYDEV>.<OUTER_VLAN_ID>`` (VNI = OUTER_VLAN_ID).
+
+    The device is vxlan's (group, TTL, MTU, ``ip_link_conf``); VLAN_ID tags the
+    VM ports inside the tunnel.
+    """
+
+    def __init__(self, nic, conf):
+        super().__init__(nic, conf)
+        if not self.phydev:
+            raise InputError(f"{nic.label}: PHYDEV is missing (the VXLAN tunnel runs over it)")
+        self._spec = None
+
+    @property
+    def spec(self):
+        if self._spec is None:
+            self._spec = vlan_link.vxlan_spec(self.nic, self.conf,
+                                              vlan_link.phydev_addresses(self.nic),
+                                              vni_attribute="OUTER_VLAN_ID")
+        return self._spec
+
+    @property
+    def uplink(self):
+        outer = self.nic.int_attr("OUTER_VLAN_ID", *vlan_link.VNI_RANGE)
+        return checked_vlan_device_name(self.phydev, outer, f"{self.nic.label}: VXLAN device name")
+
+    def link_names(self):
+        return [self.bridge, self.phydev, self.uplink]
+
+    def plan_device(self, view):
+        return vlan_link.plan_device_link(view, self.spec)
+
+    def owned_devices(self):
+        return [self.uplink]
+
+
+# -- pre ------------------------------------------------------------------------
+
+def _wanted_options(needs):
+    """[(bridge, what, column, value)] for :func:`vnmlib.ovs.read_state` to check."""
+    return [(need.bridge, f"{need.nic.label}: OVS_BRIDGE_CONF/ovs_bridge_conf", column, value)
+            for need in needs for column, value in need.options.items()]
+
+
+def _check_bridge(state, need):
+    """An existing bridge is reused only with the columns this network asks for (SPEC decision 1)."""
+    for column, value in need.options.items():
+        have = state.differences.get((need.bridge, column))
+        if have is not None:
+            raise VnmError(f"{need.nic.label}: Open vSwitch bridge {need.bridge} exists with "
+                           f"{column}={have}, but the configuration asks for {column}={value}")
+
+
+def _check_uplink(state, need, planned_ports):
+    """Whether the uplink must be added to the bridge (False: it is there already)."""
+    uplink, bridge, label = need.uplink, need.bridge, need.nic.label
+    current = planned_ports.get(uplink) or state.bridge_of(uplink)
+    if current == bridge:
+        return False
+    what = "PHYDEV" if uplink == need.phydev else "VXLAN device"
+    if current is not None:
+        raise VnmError(f"{label}: {what} {uplink} is already a port of Open vSwitch bridge "
+                       f"{current}, not of {bridge}")
+    master = sysfs.master(uplink) if sysfs.exists(uplink) else None
+    if master is not None and master != "ovs-system":  # ovs-system: the kernel datapath
+        raise VnmError(f"{label}: {what} {uplink} is already a port of {master}")
+    if uplink == need.phydev and not sysfs.exists(uplink):
+        raise VnmError(f"{label}: PHYDEV {uplink} does not exist on this host")
+    planned_ports[uplink] = bridge
+    return True
+
+
+def plan_attach(state, needs):
+    """Steps for ``pre``: uplink devices, then one transaction (bridges, columns, uplink ports)."""
+    view = HostView()
+    devices, commands, undo, shown, up = [], [], [], [], []
+    new_bridges, planned_ports = set(), {}
+    for need in needs:
+        bridge = need.bridge
+        if bridge not in state.bridges and bridge not in new_bridges:
+            if sysfs.exists(bridge):
+                kind = sysfs.link_kind(bridge) or "plain"
+                raise VnmError(f"{need.nic.label}: BRIDGE {bridge} exists but is a {kind} "
+                               "device, not an Open vSwitch bridge")
+            new_bridges.add(bridge)
+            commands.append(["--may-exist", "add-br", bridge])
+            if need.options:
+                commands.append(["set", "Bridge", bridge,
+                                 *(f"{k}={v}" for k, v in need.options.items())])
+            undo.append(["--if-exists", "del-br", bridge])
+            shown.append(f"add bridge {bridge}{_shown_options(need.options)}")
+            up.append(bridge)
+        elif bridge in state.bridges:
+            _check_bridge(state, need)
+            if sysfs.exists(bridge) and not sysfs.is_up(bridge) and bridge not in up:
+                up.append(bridge)
+        if need.uplink:
+            devices += need.plan_device(view)
+            if _check_uplink(state, need, planned_ports):
+                commands.append(["--may-exist", "add-port", bridge, need.uplink])
+                if bridge not in new_bridges:  # del-br takes a new bridge's ports with it
+                    undo.insert(0, ["--if-exists", "del-port", bridge, need.uplink])
+                shown.append(f"add port {need.uplink} to {bridge}")
+    planned = list(devices)
+    if commands:
+        planned.append(ovs.Transaction(commands, "; ".join(shown), undo))
+    # the bridge's own interface, up as the reference does (`ip link set <BR> up`)
+    return planned + [steps.LinkUp(bridge) for bridge in up]
+
+
+def attach(ctx, need_type):
+    """``pre``: every NIC of the driver gets its bridge and uplink; recorded as a bridge user."""
+    needs = [need_type(nic, ctx.conf) for nic in ctx.vm.driver_nics(ctx.driver)]
+    if not needs:
+        return
+    for need in needs:
+        need.uplink  # validate PHYDEV / OUTER_VLAN_ID before anything changes
+    with LinkLocks([name for need in needs for name in need.link_names()]):
+        state = ovs.read_state(_wanted_options(needs))
+        steps.apply(plan_attach(state, needs), ctx.log)
+        users = BridgeUsers()
+        for need in needs:
+            users.add(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id))
+
+
+# -- VM ports -------------------------------------------------------------------
+
+def port_columns(nic):
+    """(Interface columns, Port columns, Port other_config keys to drop) a NIC's tap needs.
+
+    The whole wanted state, so ``post`` and ``update_nic`` share it:
+
+    - CVLANS: QinQ, ``dot1q-tunnel`` with VLAN_ID as the S-VLAN and the listed
+      C-VLANs, outer tag type QINQ_TYPE (default 802.1q);
+    - VLAN_ID: the port's untagged VLAN (``native-untagged``), plus the
+      VLAN_TAGGED_ID trunks. Without trunks the port trunks only its own VLAN:
+      the reference left ``trunks`` empty, which in OVS means *every* VLAN, so
+      its VM could send tagged frames into any other network on the bridge;
+    - neither: ``trunk`` mode with VLAN_TAGGED_ID (empty: all VLANs, as the reference).
+    """
+    label = nic.label
+    vlan_id = nic.int_attr("VLAN_ID", *VLAN_RANGE, required=False)
+    trunks = nic.tagged_vlans()
+    qinq_type = nic.get("QINQ_TYPE", "802.1q").lower()
+    if qinq_type not in QINQ_TYPES:
+        raise InputError(f"{label}: QINQ_TYPE {nic.get('QINQ_TYPE')!r} is not one of "
+                         "802.1Q, 802.1ad")
+    # no MTU: OVS's own choice (the smallest MTU of the bridge's other ports)
+    mtu = nic.int_attr("MTU", *vlan_link.MTU_RANGE, required=False)
+    interface = {"mtu_request": "[]" if mtu is None else str(mtu)}
+    if nic.get("CVLANS"):
+        if vlan_id is None:
+            raise InputError(f"{label}: CVLANS needs VLAN_ID (the S-VLAN)")
+        cvlans = parse_vlan_ranges(nic.get("CVLANS"), f"{label}: CVLANS")
+        port = {"vlan_mode": "dot1q-tunnel", "tag": str(vlan_id), "cvlans": _vid_list(cvlans),
+                "trunks": "[]", "other_config:qinq-ethtype": qinq_type}
+        return interface, port, []
+    if vlan_id is not None:
+        port = {"vlan_mode": "native-untagged", "tag": str(vlan_id),
+                "trunks": _vid_list(trunks or [vlan_id])}
+    else:
+        port = {"vlan_mode": "trunk", "tag": "[]", "trunks": _vid_list(trunks)}
+    port["cvlans"] = "[]"
+    return interface, port, ["qinq-ethtype"]
+
+
+def port_commands(nic, tap):
+    """ovs-vsctl commands giving ``tap`` :func:`port_columns`."""
+    interface, port, dropped = port_columns(nic)
+    commands = [["set", "Interface", tap, *(f"{k}={v}" for k, v in interface.items())],
+                ["set", "Port", tap, *(f"{k}={v}" for k, v in port.items())]]
+    commands += [["remove", "Port", tap, "other_config", key] for key in dropped]
+    return commands
+
+
+def _vid_list(vids):
+    return ",".join(map(str, vids)) if vids else "[]"
+
+
+def _uses_qinq(nic):
+    return bool(nic.get("CVLANS"))
+
+
+def _require_port(state, vm, nic):
+    """The NIC's tap and its OpenFlow port number; the hypervisor must have added it."""
+    tap = vm.tap_name(nic)
+    bridge = state.bridge_of(tap)
+    if bridge is None:
+        raise VnmError(f"{nic.label}: tap {tap} is not a port of any Open vSwitch bridge; "
+                       f"post runs after the hypervisor has added it to {nic.bridge}")
+    if bridge != nic.bridge:
+        raise VnmError(f"{nic.label}: tap {tap} is a port of {bridge}, not of {nic.bridge}")
+    ofport = state.ofport(tap)
+    if not isinstance(ofport, int) or ofport <= 0:
+        error = (state.interfaces.get(tap) or {}).get("error") or "no OpenFlow port number"
+        raise VnmError(f"{nic.label}: Open vSwitch cannot use tap {tap}: {error}")
+    return tap, ofport
+
+
+def _aliases_of(vm, driver, nic, leaving=None):
+    return [a for a in vm.driver_aliases(driver)
+            if a.get("PARENT_ID") == nic.get("NIC_ID") and a is not leaving]
+
+
+def plan_flows(state, vm, driver, nics, conf, leaving_alias=None):
+    """One bundle per bridge replacing the flows of ``nics``' ports."""
+    by_bridge = {}
+    for nic in nics:
+        tap, port = _require_port(state, vm, nic)
+        arp = is_true(nic_conf(conf, nic).get("arp_cache_poisoning"))
+        flows = ovs_flows.port_flows(port, nic, _aliases_of(vm, driver, nic, leaving_alias), arp)
+        lines, shown = by_bridge.setdefault(nic.bridge, ([], []))
+        lines += ovs_flows.replace_lines(port, nic, flows)
+        shown.append(f"{tap} (port {port}, {len(flows)} flows)")
+    return [ovs.FlowBundle(bridge, lines, f"flows of {', '.join(shown)} on {bridge}: "
+                           f"{ovs_flows.PIPELINE}")
+            for bridge, (lines, shown) in by_bridge.items()]
+
+
+def plan_port_settings(state, vm, nics):
+    """One transaction with every port's settings, plus vlan-limit for QinQ."""
+    commands, shown, planned = [], [], []
+    for nic in nics:
+        tap, _ = _require_port(state, vm, nic)
+        commands += port_commands(nic, tap)
+        shown.append(tap)
+    # OVS parses one VLAN header unless vlan-limit says more; QinQ needs 2 (0: no limit)
+    if any(_uses_qinq(nic) for nic in nics) and state.other_config.get("vlan-limit", "1") == "1":
+        commands.append(["set", "Open_vSwitch", ".", "other_config:vlan-limit=2"])
+        shown.append("vlan-limit=2")
+        planned_purge = [ovs.PurgeDatapathFlows()]
+    else:
+        planned_purge = []
+    if commands:
+        planned.append(ovs.Transaction(commands, f"VLANs and MTU of {', '.join(shown)}"))
+    return planned + planned_purge
+
+
+def _alias_parent(vm, driver, alias):
+    return next((n for n in vm.driver_nics(driver) if n.get("NIC_ID") == alias.get("PARENT_ID")),
+                None)
+
+
+def configure_ports(ctx):
+    """``post``: settings and flows of the VM's ports (only the hot-plugged one's when attaching)."""
+    vm, driver = ctx.vm, ctx.driver
+    plugged = vm.hotplugged()
+    flows_only = plugged is not None and plugged.kind == "NIC_ALIAS"
+    if flows_only:
+        parent = _alias_parent(vm, driver, plugged)
+        nics = [parent] if parent is not None else []  # the parent's port gets the alias' flows
+    else:
+        nics = vm.scoped_nics(driver)
+    if not nics:
+        return
+    with LinkLocks(sorted({nic.bridge for nic in nics})):
+        state = ovs.read_state()
+        planned = [] if flows_only else plan_port_settings(state, vm, nics)
+        planned += plan_flows(state, vm, driver, nics, ctx.conf)
+        steps.apply(planned, ctx.log)
+
+
+# -- clean ------------------------------------------------------------------------
+
+def _legacy_ports(state, bridge, nics, taps):
+    """Ports of flows the reference made for ``nics`` (found by note, no cookie).
+
+    A port number now used by another interface is not ours any more: its
+    flows belong to that interface's NIC.
+    """
+    notes = {ovs_flows.note(nic): tap for nic, tap in zip(nics, taps)}
+    live = {entry["ofport"]: name for name, entry in state.interfaces.items()}
+    found = []
+    for flow_cookie, port, flow_note in ovs.noted_ports(bridge):
+        tap = next((t for n, t in notes.items() if flow_note.startswith(n)), None)
+        if tap is None or flow_cookie >> 48 == ovs_flows.COOKIE_TAG:
+            continue
+        if live.get(port, tap) == tap:
+            found.append(port)
+    return sorted(set(found))
+
+
+def plan_release(state, vm, needs, users):
+    """Flows and ports of ``needs``' NICs; bridges left with only their uplink go, devices too.
+
+    A bridge that goes takes its flows with it: only the flows of a bridge
+    that stays are deleted (by cookie, and the reference's by note).
+    """
+    planned, commands, shown, deleted_links = [], [], [], []
+    by_bridge = {}
+    for need in needs:
+        by_bridge.setdefault(need.bridge, []).append(need)
+    for bridge, bridge_needs in by_bridge.items():
+        if bridge not in state.bridges:
+            continue
+        nics = [need.nic for need in bridge_needs]
+        taps = [vm.tap_name(nic) for nic in nics]
+        ports = set(state.bridges[bridge]) - {bridge}  # a bridge's own internal port
+        for tap in taps:
+            if tap in ports:
+                commands.append(["--if-exists", "del-port", bridge, tap])
+                shown.append(f"delete port {tap} from {bridge}")
+                ports.discard(tap)
+        if _bridge_unused(bridge_needs, ports, users.users(bridge)):
+            commands.append(["--if-exists", "del-br", bridge])
+            shown.append(f"delete bridge {bridge}")
+            deleted_links += [d for need in bridge_needs for d in need.owned_devices()
+                              if d in ports]
+            continue
+        lines = [line for nic in nics for line in ovs_flows.delete_lines(nic)]
+        lines += [f"delete in_port={p}" for p in _legacy_ports(state, bridge, nics, taps)]
+        planned.append(ovs.FlowBundle(bridge, lines, f"delete flows of {', '.join(taps)} "
+                                                     f"on {bridge}"))
+    if commands:
+        planned.append(ovs.Transaction(commands, "; ".join(shown)))
+    return planned + [steps.DeleteLink(name) for name in dict.fromkeys(deleted_links)]
+
+
+def _bridge_unused(needs, ports, users_left):
+    """The reference's rule: with PHYDEV, not kept, nothing but the uplink left; plus no user."""
+    if users_left or any(need.keep_empty or not need.phydev for need in needs):
+        return False
+    return ports <= {need.uplink for need in needs}
+
+
+def release(ctx, need_type):
+    """``clean``: the NICs' flows and ports; bridges nobody uses any more."""
+    vm, driver = ctx.vm, ctx.driver
+    plugged = vm.hotplugged()
+    if plugged is not None and plugged.kind == "NIC_ALIAS":
+        _release_alias(ctx, plugged)
+        return
+    needs = [need_type(nic, ctx.conf) for nic in vm.scoped_nics(driver)]
+    if not needs:
+        return
+    with LinkLocks([name for need in needs for name in need.link_names()]):
+        users = BridgeUsers()
+        for need in needs:
+            users.remove(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id))
+        state = ovs.read_state()
+        steps.apply(plan_release(state, vm, needs, users), ctx.log)
+
+
+def _release_alias(ctx, alias):
+    """A detached alias: its parent's port keeps its flows minus the alias' addresses."""
+    vm, driver = ctx.vm, ctx.driver
+    parent = _alias_parent(vm, driver, alias)
+    if parent is None:
+        return
+    with LinkLocks([parent.bridge]):
+        state = ovs.read_state()
+        if state.bridge_of(vm.tap_name(parent)) != parent.bridge:
+            return  # the parent's port is gone too: nothing carries the alias any more
+        steps.apply(plan_flows(state, vm, driver, [parent], ctx.conf, leaving_alias=alias),
+                    ctx.log)
+
+
+# -- update_nic ---------------------------------------------------------------------
+
+PORT_KEYS = {"VLAN_ID", "VLAN_TAGGED_ID", "CVLANS", "QINQ_TYPE", "MTU"}
+
+
+def update(ctx, need_type, uplink_keys):
+    """``update_nic``: ``VNET_UPDATE`` holds the old values of what changed.
+
+    Port settings (VLAN_ID, VLAN_TAGGED_ID, CVLANS, QINQ_TYPE, MTU) are applied
+    again to each NIC's port; an uplink change (``uplink_keys``: PHYDEV, and
+    OUTER_VLAN_ID for ovswitch_vxlan) swaps the bridge's uplink port, deleting
+    an old VXLAN device that was this bridge's.
+    """
+    vm = ctx.vm
+    vnet_id = ctx.int_arg(1, "vnet_id")
+    changed = set(vm.vnet_update)
+    nics = [n for n in vm.driver_nics(ctx.driver) if n.network_id == vnet_id]
+    reconfigure = bool(PORT_KEYS & changed)
+    swap = bool(uplink_keys & changed)
+    if not nics or not (reconfigure or swap):
+        return
+    needs = [need_type(nic, ctx.conf) for nic in nics]
+    for need in needs:
+        need.uplink  # validate the new values before anything changes
+        if reconfigure:
+            port_columns(need.nic)
+    olds = [_old_uplink(need, vm.vnet_update) if swap else "" for need in needs]
+    names = [n for need in needs for n in need.link_names()] + [o for o in olds if o]
+    with LinkLocks(names):
+        state = ovs.read_state()
+        planned = []
+        if swap:
+            planned += _plan_uplink_swap(state, needs, olds)
+        if reconfigure:
+            present = [need.nic for need in needs
+                       if state.bridge_of(vm.tap_name(need.nic)) == need.bridge]
+            if present:
+                planned += plan_port_settings(state, vm, present)
+        steps.apply(planned, ctx.log)
+
+
+def _old_uplink(need, changed):
+    nic = need.nic
+    old_phydev = changed.get("PHYDEV", nic.phydev)
+    if not isinstance(need, OvsVxlanNeed):
+        return old_phydev
+    old_outer = changed.get("OUTER_VLAN_ID", nic.get("OUTER_VLAN_ID"))
+    if not old_phydev or not old_outer:
+        return ""
+    return checked_vlan_device_name(old_phydev, old_outer, f"{nic.label}: old VXLAN device")
+
+
+def _plan_uplink_swap(state, needs, olds):
+    planned, commands, shown, deleted = [], [], [], []
+    for need, old in zip(needs, olds):
+        if old and old != need.uplink and state.bridge_of(old) == need.bridge:
+            commands.append(["--if-exists", "del-port", need.bridge, old])
+            shown.append(f"delete port {old} from {need.bridge}")
+            if old not in deleted and isinstance(need, OvsVxlanNeed):
+                deleted.append(old)
+    if commands:
+        planned.append(ovs.Transaction(commands, "; ".join(shown)))
+        # state now lacks those ports: plan the new uplinks as pre would
+        for name in (old for old in olds if old):
+            entry = state.ports.pop(name, None)
+            if entry:
+                state.bridges[entry["bridge"]].discard(name)
+    planned += [steps.DeleteLink(name) for name in deleted]
+    return planned + plan_attach(state, needs)
+
