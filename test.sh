@@ -18,6 +18,6 @@ $PY -m pytest -q -p no:cacheprovider tests
 echo "== functional tests, actions on Debian's /usr/bin/python3 and apt packages"
 VNM_TEST_PYTHON=/usr/bin/python3 $PY -m pytest -q -p no:cacheprovider tests/functional
 echo "== full_kernel tests in User-Mode Linux (venv, then Debian's python3)"
-VNM_FULL_KERNEL=1 tools/uml/run.sh -t 1500 "modprobe -a bridge veth 8021q vxlan ip_set \
+VNM_FULL_KERNEL=1 tools/uml/run.sh -t 1500 "modprobe -a bridge veth 8021q vxlan ip_set openvswitch \
   && $PY -m pytest -m full_kernel -q -p no:cacheprovider tests \
   && VNM_TEST_PYTHON=/usr/bin/python3 $PY -m pytest -m full_kernel -q -p no:cacheprovider tests"

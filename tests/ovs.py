@@ -58,6 +58,8 @@ class Ovs:
                 f"--log-file={self.path('ovs-vswitchd.log')}"]
         if not self.kernel:
             argv.append("--disable-system")  # no openvswitch.ko: userspace datapath only
+        else:
+            _wait_for_uptime(11)
         pidfile = self.path("ovs-vswitchd.pid")
         self._daemon("ovs-vswitchd", argv, lambda: os.path.exists(pidfile)
                      and self._ctl_ready())
@@ -125,6 +127,21 @@ class Ovs:
                                                          "idle_age", "hard_age")]
             lines.append(",".join(fields))
         return sorted(lines)
+
+
+def _wait_for_uptime(seconds):
+    """Wait until the kernel has been up ``seconds``.
+
+    OVS 3.1 counts the CPUs for its kernel-datapath upcall handlers at most once
+    every 10 s of CLOCK_MONOTONIC, starting from 0: on a kernel up for less than
+    10 s (a User-Mode Linux guest just booted) it counts 0 CPUs, starts 0
+    handlers, and no packet ever reaches the flow tables (lib/ovs-thread.c,
+    count_cpu_cores).
+    """
+    with open("/proc/uptime", encoding="ascii") as handle:
+        uptime = float(handle.read().split()[0])
+    if uptime < seconds:
+        time.sleep(seconds - uptime)
 
 
 def decode(value):
