@@ -123,15 +123,15 @@ def _conf_value(text):
     return text.strip()
 
 
-def _pairs(text, what):
-    """``k=v,k2=,k3`` -> [(k, v), (k2, ''), (k3, None)] with keys lower-cased."""
+def _pairs(text, what, lower=True):
+    """``k=v,k2=,k3`` -> [(k, v), (k2, ''), (k3, None)], keys lower-cased unless not ``lower``."""
     pairs = []
     for item in (text or "").split(","):
         item = item.strip()
         if not item:
             continue
         key, sep, value = item.partition("=")
-        key = key.strip().lower()
+        key = key.strip().lower() if lower else key.strip()
         if not key:
             raise InputError(f"{what}: {item!r} has no option name")
         pairs.append((key, value.strip() if sep else None))
@@ -149,14 +149,16 @@ def nic_conf(conf, nic):
     return merged
 
 
-def merge_options(defaults, text, what):
+def merge_options(defaults, text, what, lower=True):
     """Merge a ``*_CONF`` attribute over a conf-file mapping.
 
     ``k=v`` sets, ``k=`` (or bare ``k``) makes a flag without value (None),
-    ``k=__delete__`` removes a default of the conf file.
+    ``k=__delete__`` removes a default of the conf file. Keys are lower-cased
+    (ip-link and brctl words) unless ``lower`` is false: OVS map keys
+    (``other_config:Key``) are case-sensitive.
     """
-    merged = {str(k).lower(): v for k, v in (defaults or {}).items()}
-    for key, value in _pairs(text, what):
+    merged = {(str(k).lower() if lower else str(k)): v for k, v in (defaults or {}).items()}
+    for key, value in _pairs(text, what, lower):
         if value == "__delete__":
             merged.pop(key, None)
         else:

@@ -41,7 +41,7 @@ def bridge_options(conf, nic):
     datapath (``datapath_type=netdev``), as the reference.
     """
     merged = merge_options(conf.get("ovs_bridge_conf"), nic.get("OVS_BRIDGE_CONF"),
-                           f"{nic.label}: OVS_BRIDGE_CONF")
+                           f"{nic.label}: OVS_BRIDGE_CONF", lower=False)
     if nic.get("BRIDGE_TYPE") == "openvswitch_dpdk":
         merged["datapath_type"] = "netdev"
     options = {}
