@@ -6,7 +6,7 @@
 Runs in a throwaway network namespace. The subject is the fw NIC of the vm7
 fixture (``../shared/fixtures``): 32 rules, 5 ipsets. Baselines measured in
 the same run: ``python3 -c pass`` and the reference's own command trace for
-that post replayed one process per command (bench/naive_fw_post.py).
+that post replayed one process per command (bench/replay_trace.py).
 Backends: ``restore`` on the host's iptables (nft), and ``iptc`` (python-
 iptables, iptables-legacy). Scale: the same after NICS other NICs (vm7's
 rules, other VM ids) are protected in the namespace.
@@ -121,7 +121,7 @@ def measure(runs, nics, workdir):
             results[f"fw/clean ({label})"] = series(runs, clean, vm7, do(post), env)
             subprocess.run(clean, input=vm7, env=env, capture_output=True, check=True)
     flush_all()
-    naive = [PYTHON, os.path.join(REPO, "bench", "naive_fw_post.py"), TRACE]
+    naive = [PYTHON, os.path.join(REPO, "bench", "replay_trace.py"), TRACE]
     results["reference trace replayed (post, process per rule)"] = series(
         runs, naive, b"", flush_all)
     return results

@@ -41,6 +41,9 @@ def script(driver, action, tree=None):
 def in_namespace(argv_tail):
     """Re-run this script inside a fresh namespace with ``--inside``; its exit code.
 
+    The namespace's name is in ``VNM_BENCH_NETNS`` (for daemons started with
+    ``ip netns exec``, such as the private Open vSwitch of bench_ovs.py).
+
     vnmlib is byte-compiled first: a hypervisor runs each action many times and
     keeps the .pyc files after the first, so compiling is not part of any figure
     (PYTHONDONTWRITEBYTECODE, set in some shells, would otherwise make every
@@ -51,7 +54,8 @@ def in_namespace(argv_tail):
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         return subprocess.run(["ip", "netns", "exec", ns, sys.executable, sys.argv[0],
-                               "--inside", *argv_tail]).returncode
+                               "--inside", *argv_tail],
+                              env=dict(os.environ, VNM_BENCH_NETNS=ns)).returncode
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 

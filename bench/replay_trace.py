@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Reference-style baseline for bench_fw.py: replay the reference's own commands.
+"""Reference-style baseline: replay the reference's own commands from a golden trace.
 
-``../shared/golden/A/02-post-fw.cmds`` is the trace of the Ruby fw/post for vm7:
-one iptables / ip6tables / ipset process per rule and per question. Running
-those commands one after the other (virsh left out: no libvirt here) does
+``replay_trace.py TRACE`` runs each line of a ``../shared/golden/*/*.cmds``
+file (e.g. A/02-post-fw.cmds: one iptables / ip6tables / ipset process per
+rule and per question; C/02-post-ovswitch.cmds: one ovs-vsctl / ovs-ofctl per
+column and per flow) one after the other, virsh left out (no libvirt here):
 the reference's work in the reference's way. Failures are ignored, as the
 reference ignores the ones it expects. Not a driver: only a yardstick.
 """
