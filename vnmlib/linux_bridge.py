@@ -8,10 +8,10 @@ link they name, so what was read stays true until the steps are applied.
 
 from . import steps, sysfs
 from .bridge_options import bridge_options, sysfs_name
-from .config import is_true, nic_conf
 from .errors import VnmError
 from .locks import BridgeUsers, LinkLocks, nic_user
 from .naming import vlan_device_name
+from .nic_need import NicNeed
 
 
 class HostView:
@@ -34,37 +34,22 @@ class HostView:
         return sysfs.master(name)
 
 
-class BridgeNeed:
-    """What one NIC needs from the host: its bridge (with options) and uplink.
+class BridgeNeed(NicNeed):
+    """What one NIC needs from the host: its Linux bridge (with options) and uplink.
 
     Drivers whose uplink is not PHYDEV itself (802.1Q, vxlan: the
     ``<PHYDEV>.<VLAN_ID>`` device) subclass it and override the uplink parts.
     """
 
     def __init__(self, nic, conf):
-        self.nic = nic
-        self.conf = nic_conf(conf, nic)
-        self.bridge = nic.bridge
-        self.phydev = nic.phydev
+        super().__init__(nic, conf)
         self.options = bridge_options(self.conf, nic)
-
-    @property
-    def keep_empty(self):
-        return is_true(self.conf.get("keep_empty_bridge"))
-
-    def link_names(self):
-        """Every link ``pre``/``clean`` of this NIC may touch: what to lock."""
-        return [self.bridge] + ([self.phydev] if self.phydev else [])
 
     def plan_uplink(self, view):
         """Steps that connect the bridge to the network: PHYDEV as a port."""
         if not self.phydev:
             return []
         return plan_uplink(view, self.phydev, self.bridge, self.nic.label)
-
-    def owned_devices(self):
-        """Devices made for this network, deleted together with its bridge."""
-        return []
 
     def non_guests(self):
         """Ports that do not make the bridge "in use" (reference §2.0 guests rule)."""

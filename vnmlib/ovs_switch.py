@@ -25,6 +25,7 @@ from .errors import InputError, VnmError
 from .linux_bridge import HostView
 from .locks import BridgeUsers, LinkLocks, nic_user
 from .naming import checked_vlan_device_name, parse_vlan_ranges
+from .nic_need import NicNeed
 
 QINQ_TYPES = ("802.1q", "802.1ad")
 VLAN_RANGE = (1, 4094)  # 0 and 4095 are reserved by 802.1Q; OVS refuses a tag above 4095
@@ -63,35 +64,20 @@ def _shown_options(options):
     return "".join(f" {k}={v}" for k, v in options.items())
 
 
-class OvsNeed:
+class OvsNeed(NicNeed):
     """What one NIC needs from Open vSwitch: its bridge (with columns) and uplink port."""
 
     def __init__(self, nic, conf):
-        self.nic = nic
-        self.conf = nic_conf(conf, nic)
-        self.bridge = nic.bridge
-        self.phydev = nic.phydev
+        super().__init__(nic, conf)
         self.options = bridge_options(self.conf, nic)
-
-    @property
-    def keep_empty(self):
-        return is_true(self.conf.get("keep_empty_bridge"))
 
     @property
     def uplink(self):
         """The port connecting the bridge to the network ("" when it has none)."""
         return self.phydev
 
-    def link_names(self):
-        """Every link ``pre``/``clean`` of this NIC may touch: what to lock."""
-        return [self.bridge] + ([self.phydev] if self.phydev else [])
-
     def plan_device(self, view):
         """Steps making the uplink device; PHYDEV is the host's, nothing to make."""
-        return []
-
-    def owned_devices(self):
-        """Devices made for this network, deleted together with its bridge."""
         return []
 
 
