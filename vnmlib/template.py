@@ -115,6 +115,21 @@ class Nic(_Element):
             raise InputError(f"{self.label}: {name} {number} is out of range {low}..{high}")
         return number
 
+    def ip_address(self, name, version):
+        """Attribute ``name`` as an IPv``version`` address (ipaddress object); None when unset."""
+        text = self.get(name)
+        if not text:
+            return None
+        import ipaddress  # only the actions that filter by address pay for it
+
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            raise InputError(f"{self.label}: {name} {text!r} is not an IP address") from None
+        if address.version != version:
+            raise InputError(f"{self.label}: {name} {text!r} is not an IPv{version} address")
+        return address
+
     def ifname_attr(self, name, required=True):
         value = self.get(name)
         if value == "" and not required:

@@ -12,7 +12,6 @@ Everything here is pure: building a :class:`NicFirewall` validates every
 value of the NIC and of its rules, and touches nothing.
 """
 
-import ipaddress
 import re
 
 from ..errors import InputError
@@ -107,21 +106,8 @@ class NicFirewall:
 
     def _addresses(self, nic, aliases, field, family):
         """``field`` of the NIC then of its aliases, validated, without duplicates."""
-        found = []
-        for element in [nic] + aliases:
-            text = element.get(field)
-            if not text:
-                continue
-            try:
-                address = ipaddress.ip_address(text)
-            except ValueError:
-                raise InputError(f"{element.label}: {field} {text!r} is not an IP address") \
-                    from None
-            if address.version != family:
-                raise InputError(f"{element.label}: {field} {text!r} is not an IPv{family} "
-                                 "address")
-            found.append(address)
-        return list(dict.fromkeys(found))
+        found = (element.ip_address(field, family) for element in [nic] + aliases)
+        return list(dict.fromkeys(a for a in found if a is not None))
 
     # -- fixed parts --------------------------------------------------------
 
