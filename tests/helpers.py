@@ -315,6 +315,12 @@ class Guest:
                               capture_output=True, check=False)
         return done.returncode == 0
 
+    def ping_eventually(self, address, attempts=4):
+        """True when ``address`` answers within a few tries: for right after a
+        switch changed, while Open vSwitch's revalidator threads may still hold
+        the old (dropping) datapath flow for a moment."""
+        return any(self.ping(address) for _ in range(attempts))
+
     def start(self, *args):
         """Start a long-running netprobe.py here and wait for its "ready" line."""
         proc = subprocess.Popen(["ip", "netns", "exec", self.name, sys.executable, PROBE,

@@ -69,7 +69,8 @@ def test_kernel_datapath_vlans_trunks_and_spoofing(host):
     vlan_device(b, 20, "10.30.20.2/24")
     assert not b.ping("10.30.20.3")
     host.ovs.vsctl("set", "Port", "one-2-0", "trunks=[]")
-    assert b.ping("10.30.20.3")
+    b.ip("neigh", "flush", "all")
+    assert b.ping_eventually("10.30.20.3")
     stdin = b64(vm_xml(2, [nic(2, VLAN_ID=10)]))
     assert_ok(host.run("ovswitch", "post", "one-2", "h", stdin=stdin))
     b.ip("neigh", "flush", "all")
@@ -82,7 +83,7 @@ def test_kernel_datapath_vlans_trunks_and_spoofing(host):
     a.ip("link", "set", a.dev, "address", nic(1)["MAC"])
     a.ip("addr", "add", "10.30.10.77/24", "dev", a.dev)
     assert not b.ping("10.30.10.77")
-    assert a.ping("10.30.10.2")
+    assert a.ping_eventually("10.30.10.2")
 
     # clean of every VM: flows, ports, then the bridge (only uplink0 left)
     for vm_id in (1, 2, 3, 4):
