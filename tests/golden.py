@@ -61,3 +61,9 @@ def commands(scenario, step, prefix):
 def chain_rules(lines, chain):
     """``-A <chain> …`` lines of an ``iptables -S`` listing, as token tuples."""
     return [tuple(line.split()[2:]) for line in lines if line.startswith(f"-A {chain} ")]
+
+
+def routed_out_jump(tokens):
+    """A reference routed-mode ``-o`` jump as vnm makes it (README, differences):
+    the tap alone, without ``--physdev-is-bridged``, so routed traffic is filtered too."""
+    return tuple(t for t in tokens if t != "--physdev-is-bridged")

@@ -7,13 +7,16 @@ hold HOST PORT SECONDS        keep one TCP connection busy; exit 1 if it stalls
 flood HOST PORT SECONDS       a new TCP connection attempt every 2 ms; print how many
                               were answered
 icmp4 HOST TYPE               send one ICMP message of TYPE (raw socket)
-udp-frame IFACE SRCMAC SRCIP DSTIP DPORT
-                              send one hand-made Ethernet/IPv4/UDP frame
+udp-frame IFACE SRCMAC SRCIP DSTIP DPORT [DSTMAC]
+                              send one hand-made Ethernet/IPv4/UDP frame (to DSTMAC,
+                              default broadcast; a router takes only frames to its MAC)
 arp-frame IFACE SRCMAC SENDERIP TARGETIP
                               send one broadcast ARP request (gratuitous when SENDERIP
                               is TARGETIP)
 sniff IFACE SECONDS udp PORT | icmp TYPE | arp SENDERIP
                               print "ready", then the number of matching frames seen
+seen-from PORT SECONDS        print "ready", accept one TCP connection on PORT, print
+                              its source address ("none" when none came)
 """
 
 import select
@@ -149,14 +152,14 @@ def _mac(text):
     return bytes(int(part, 16) for part in text.split(":"))
 
 
-def udp_frame(iface, src_mac, src_ip, dst_ip, dport):
+def udp_frame(iface, src_mac, src_ip, dst_ip, dport, dst_mac="ff:ff:ff:ff:ff:ff"):
     payload = b"vnm-probe"
     udp_header = struct.pack("!HHHH", 68 if src_ip == "0.0.0.0" else 40000, int(dport),
                              8 + len(payload), 0)
     ip_header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp_header) + len(payload),
                             1, 0, 64, 17, 0, socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
     ip_header = ip_header[:10] + struct.pack("!H", _checksum(ip_header)) + ip_header[12:]
-    frame = b"\xff" * 6 + _mac(src_mac) + b"\x08\x00" + ip_header + udp_header + payload
+    frame = _mac(dst_mac) + _mac(src_mac) + b"\x08\x00" + ip_header + udp_header + payload
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
         sock.bind((iface, 0))
         sock.send(frame)
@@ -206,6 +209,22 @@ def sniff(iface, seconds, kind, value):
     return 0
 
 
+def seen_from(port, seconds):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", int(port)))
+        sock.listen(1)
+        print("ready", flush=True)
+        ready, _, _ = select.select([sock], [], [], float(seconds))
+        if not ready:
+            print("none", flush=True)
+            return 1
+        conn, peer = sock.accept()
+        conn.close()
+        print(peer[0], flush=True)
+    return 0
+
+
 def main(argv):
     command, args = argv[0], argv[1:]
     if command == "serve":
@@ -214,7 +233,7 @@ def main(argv):
             ports[flag] = [int(p) for p in value.split(",") if p]
         return serve(ports["--tcp"], ports["--udp"])
     handlers = {"tcp": tcp, "udp": udp, "hold": hold, "flood": flood, "icmp4": icmp4, "udp-frame": udp_frame,
-                "arp-frame": arp_frame, "sniff": sniff}
+                "arp-frame": arp_frame, "sniff": sniff, "seen-from": seen_from}
     return handlers[command](*args)
 
 

@@ -21,6 +21,9 @@ REQUIRED_ARGS = {
     "update_nic": ("deploy_id", "vnet_id"),
     "vnet_create": ("vnet_id",),
     "vnet_delete": ("vnet_id",),
+    # the elastic driver's host side, run by its front-end post/clean
+    "remote_post": ("deploy_id", "host"),
+    "remote_clean": ("host",),
 }
 ACTIONS = tuple(REQUIRED_ARGS)
 
@@ -79,11 +82,28 @@ def read_stdin():
     return data
 
 
-def run_driver_action(ctx):
-    """Run the driver's own work for ``ctx`` (as root, or via the sudo helper)."""
+def handler_of(driver, action):
     from .drivers import load_driver
 
-    handler = load_driver(ctx.driver).ACTIONS[ctx.action]
+    handler = load_driver(driver).ACTIONS.get(action)
+    if handler is None:
+        raise VnmError(f"the {driver} driver has no {action} action")
+    return handler
+
+
+def hooks_dir(script, handler):
+    """``<action>.d`` beside the script, or the directory of the action the handler names.
+
+    A handler's ``hooks`` attribute moves them (elastic's front-end ``clean``
+    leaves them to the host's ``remote_clean``, which runs ``clean.d``); None
+    means this action runs none.
+    """
+    name = getattr(handler, "hooks", os.path.basename(script))
+    return None if name is None else os.path.join(os.path.dirname(script), name + ".d")
+
+
+def run_driver_action(ctx, handler):
+    """Run the driver's own work for ``ctx`` (as root, or via the sudo helper)."""
     if getattr(handler, "privileged", False) and os.geteuid() != 0:
         from .privileged import run_through_sudo
 
@@ -127,9 +147,12 @@ def main(script_path, argv=None):
         check_argv(action, argv)
         stdin = read_stdin()
         ctx = Context(driver, action, argv, stdin, os.path.dirname(os.path.dirname(script)), log)
-        run_driver_action(ctx)
-        from .hooks import run_hooks
+        handler = handler_of(driver, action)
+        run_driver_action(ctx, handler)
+        hooks = hooks_dir(script, handler)
+        if hooks is not None:
+            from .hooks import run_hooks
 
-        run_hooks(script + ".d", argv, stdin, log, stdout_passthrough=(driver == "dummy"))
+            run_hooks(hooks, argv, stdin, log, stdout_passthrough=(driver == "dummy"))
 
     return reporting_errors(log, work)

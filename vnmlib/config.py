@@ -70,27 +70,9 @@ def _parse_yaml(path):
 
 def load(path, cache_dir=None):
     """The conf file merged over :data:`DEFAULTS` (a new dict each call)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return dict(DEFAULTS)
-    key = (path, st.st_ino, st.st_size, st.st_mtime_ns)
-    cache = os.path.join(cache_dir, "conf.marshal") if cache_dir else None
-    data = None
-    if cache:
-        try:
-            with open(cache, "rb") as handle:
-                cached_key, cached = marshal.load(handle)
-            if cached_key == key:
-                data = cached
-        except (OSError, EOFError, ValueError, TypeError):
-            pass
-    if data is None:
-        data = _parse_yaml(path)
-        if cache:
-            _write_cache(cache, key, data)
+    data = read_yaml(path, cache_dir, "conf.marshal")
     merged = dict(DEFAULTS)
-    for key, value in data.items():
+    for key, value in (data or {}).items():
         # ":ip_link_conf:" with nothing under it is YAML null: keep the empty mapping.
         if value is None and isinstance(DEFAULTS.get(key), dict):
             continue
@@ -98,11 +80,40 @@ def load(path, cache_dir=None):
     return merged
 
 
+def read_yaml(path, cache_dir, cache_name):
+    """The mapping in the YAML file ``path`` (Ruby symbols stripped), None when missing.
+
+    Cached in ``cache_dir/cache_name`` keyed by the file's identity.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    key = (path, st.st_ino, st.st_size, st.st_mtime_ns)
+    cache = os.path.join(cache_dir, cache_name) if cache_dir else None
+    if cache:
+        try:
+            with open(cache, "rb") as handle:
+                cached_key, cached = marshal.load(handle)
+            if cached_key == key:
+                return cached
+        except (OSError, EOFError, ValueError, TypeError):
+            pass
+    data = _parse_yaml(path)
+    if cache:
+        _write_cache(cache, key, data)
+    return data
+
+
 def _write_cache(cache, key, data):
-    """Atomic replace, so concurrent actions never read half a cache file."""
+    """Atomic replace, so concurrent actions never read half a cache file.
+
+    Mode 0600: the elastic providers' file may hold credentials.
+    """
     tmp = f"{cache}.{os.getpid()}"
     try:
-        with open(tmp, "wb") as handle:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as handle:
             marshal.dump((key, data), handle)
         os.replace(tmp, cache)
     except (OSError, ValueError):  # ValueError: a value marshal cannot store

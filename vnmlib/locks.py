@@ -107,10 +107,14 @@ class FirewallLock(_FileLocks):
 
 
 class BridgeUsers:
-    """Files ``<run>/users/<netns>/<bridge>/<vm>-<nic>``; callers hold the bridge's lock."""
+    """Files ``<run>/<kind>/<netns>/<key>/<vm>-<nic>``; callers hold the key's link lock.
 
-    def __init__(self):
-        self.base = os.path.join(run_dir(), "users", _netns_key())
+    ``kind`` "users" keys by bridge; the elastic driver's shared proxy-ARP
+    entries use "proxy-arp", keyed by gateway and bridge.
+    """
+
+    def __init__(self, kind="users"):
+        self.base = os.path.join(run_dir(), kind, _netns_key())
 
     def _dir(self, bridge):
         return os.path.join(self.base, bridge)

@@ -47,8 +47,7 @@ def run_through_sudo(ctx):
 
 def helper_main(argv=None):
     """``vnm-action --tree DIR DRIVER ACTION [ARGS…]``: the root side of an action."""
-    from .action import REQUIRED_ARGS, Context, check_argv, read_stdin, reporting_errors
-    from .drivers import load_driver
+    from .action import REQUIRED_ARGS, Context, check_argv, handler_of, read_stdin, reporting_errors
     from .log import Log
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -67,7 +66,7 @@ def helper_main(argv=None):
             raise VnmError("vnm-action must run as root (through sudo)")
         args = argv[4:]
         check_argv(action, args)
-        handler = load_driver(driver).ACTIONS[action]
+        handler = handler_of(driver, action)
         handler(Context(driver, action, args, read_stdin(), tree, log))
 
     return reporting_errors(log, work)

@@ -133,7 +133,8 @@ def test_vm10_routed_layout_equals_the_reference_state(family, title):
     for chain in ("one-10-0-i", "one-10-0-o"):
         assert nf.rules[family][chain] == golden.chain_rules(lines, chain)
     ours = [t for c, t in reversed(nf.jumps[family]) if c == GLOBAL_CHAIN]
-    theirs = [t for t in golden.chain_rules(lines, GLOBAL_CHAIN) if t[-1].startswith("one-")]
+    theirs = [golden.routed_out_jump(t) for t in golden.chain_rules(lines, GLOBAL_CHAIN)
+              if t[-1].startswith("one-")]
     assert ours == theirs
     assert ("-j", GLOBAL_CHAIN) in golden.chain_rules(lines, "FORWARD")
 

@@ -18,6 +18,7 @@ DRIVER_MODULES = {
     "vxlan": "vxlan",
     "ovswitch": "ovswitch",
     "ovswitch_vxlan": "ovswitch_vxlan",
+    "elastic": "elastic",
 }
 
 

@@ -144,17 +144,23 @@ class NicFirewall:
                                            "-j", "DROP"))
 
     def _jumps(self, addresses):
-        out_jump = ("-m", "physdev", "--physdev-in", self.tap, "--physdev-is-bridged",
-                    "-j", self.chain_out)
         input_jump = ("-m", "physdev", "--physdev-in", self.tap, "-j", self.chain_out)
+        if self.bridged:
+            out_jump = ("-m", "physdev", "--physdev-in", self.tap, "--physdev-is-bridged",
+                        "-j", self.chain_out)
+        else:
+            # Routed mode: the reference kept "--physdev-is-bridged" here, so a
+            # routed VM's traffic to the outside (which the host routes, not
+            # bridges) skipped its -o chain: no anti-spoofing, no OUTBOUND
+            # rules. Matching the tap alone covers bridged and routed traffic.
+            out_jump = input_jump
         for family in FAMILIES:
             jumps = self.jumps[family]
             if self.bridged:
                 jumps.append((GLOBAL_CHAIN, ("-m", "physdev", "--physdev-out", self.tap,
                                              "--physdev-is-bridged", "-j", self.chain_in)))
             else:
-                # inbound traffic is routed to the VM: match its addresses;
-                # outbound traffic is always bridged (reference §7.4)
+                # inbound traffic is routed to the VM: match its addresses (reference §7.4)
                 for field in ROUTED_FIELDS[family]:
                     jumps += [(GLOBAL_CHAIN, ("-d", host_net(a), "-j", self.chain_in))
                               for a in addresses[family][field]]

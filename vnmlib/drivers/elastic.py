@@ -1,0 +1,147 @@
+"""elastic: a provider's public IPs routed to VMs' private ones (reference §6, §2.8).
+
+``pre``, ``update_sg``, ``remote_post`` and ``remote_clean`` run on the host;
+``post`` (argv ``<deploy_id> <host>``) and ``clean`` (``<host>``) run on the
+front-end (oned's ``VNMAD_LOCAL_ACTIONS``): they call the provider, then run
+the host side over the transport. Hooks as the reference: ``post.d`` on the
+front-end, ``clean.d`` on the host (by ``remote_clean``).
+"""
+
+from ..errors import VnmError
+from . import bridge, privileged, security_groups, succeed
+
+
+def _targets(ctx):
+    from ..elastic import targets
+
+    return targets.scoped(ctx.vm)
+
+
+def _host_arg(ctx, position, usage):
+    if len(ctx.argv) <= position or not ctx.argv[position]:
+        raise VnmError(f"usage: {usage}")
+    return ctx.argv[position]
+
+
+def _provider(ctx, host):
+    from ..elastic import providers, settings
+    from ..locks import run_dir_if_writable
+
+    host_settings = settings.for_host(ctx.tree, host, run_dir_if_writable())
+    return host_settings, providers.create(host_settings)
+
+
+def _call(provider, method, target):
+    try:
+        getattr(provider, method)(target.ip, target.external_ip, target.opts())
+    except VnmError:
+        raise
+    except Exception as exc:
+        raise VnmError(f"{target.label}: provider {provider.name!r} could not {method} "
+                       f"EXTERNAL_IP {target.external_ip} (IP {target.ip}): {exc}") from None
+
+
+def _unassign_all(ctx, provider, assigned):
+    """Undo ``assign`` for ``assigned`` (newest first); failures are reported, not raised."""
+    failures = []
+    for target in reversed(assigned):
+        try:
+            _call(provider, "unassign", target)
+            ctx.log.info(f"{target.label}: EXTERNAL_IP {target.external_ip} unassigned")
+        except VnmError as exc:
+            failures.append(str(exc))
+    return failures
+
+
+def post(ctx):
+    """Front-end: assign every target, then the host side; any failure unassigns."""
+    host = _host_arg(ctx, 1, "post <deploy_id> <host>")
+    targets = _targets(ctx)
+    if not targets:
+        return
+    host_settings, provider = _provider(ctx, host)
+    from ..elastic import transport
+
+    assigned = []
+    try:
+        for target in targets:
+            _call(provider, "assign", target)
+            assigned.append(target)
+            ctx.log.info(f"{target.label}: EXTERNAL_IP {target.external_ip} assigned to "
+                         f"{target.ip} by provider {provider.name!r}")
+        transport.run(host_settings, ctx.tree, "remote_post", ctx.argv[:2], ctx.stdin, ctx.log)
+    except BaseException as exc:
+        failures = _unassign_all(ctx, provider, assigned)
+        if failures and isinstance(exc, VnmError):
+            raise VnmError(f"{exc}; rollback incomplete: {'; '.join(failures)}") from None
+        raise
+
+
+def clean(ctx):
+    """Front-end: unassign every target, then the host side (which runs clean.d)."""
+    host = _host_arg(ctx, 0, "clean <host>")
+    targets = _targets(ctx)
+    if not targets:
+        return
+    host_settings, provider = _provider(ctx, host)
+    from ..elastic import transport
+
+    failures = _unassign_all(ctx, provider, targets)
+    transport.run(host_settings, ctx.tree, "remote_clean", ctx.argv[:1], ctx.stdin, ctx.log)
+    if failures:
+        raise VnmError("; ".join(failures))
+
+
+clean.hooks = None  # clean.d runs on the host (remote_clean), as the reference's run_hooks_remote
+
+
+@privileged
+def remote_post(ctx):
+    """Host: routed security groups, /32 routes, proxy ARP, the provider's operations."""
+    host = _host_arg(ctx, 1, "remote_post <deploy_id> <host>")
+    targets = _targets(ctx)
+    if not targets:
+        return
+    from ..elastic import host as host_side
+
+    host_side.up(ctx, targets, _provider(ctx, host)[1])
+
+
+remote_post.hooks = None
+
+
+@privileged
+def remote_clean(ctx):
+    """Host: the provider's operations, proxy ARP and routes removed, then the SGs."""
+    host = _host_arg(ctx, 0, "remote_clean <host>")
+    targets = _targets(ctx)
+    if not targets:
+        return
+    from ..elastic import host as host_side
+
+    host_side.down(ctx, targets, _provider(ctx, host)[1])
+    # then the bridge, as the bridge driver's clean: deleted when no guest and no
+    # other NIC's record is left (the reference never removed it: "TODO: MUST
+    # check if bridge is empty")
+    bridge.clean(ctx)
+
+
+remote_clean.hooks = "clean"
+
+
+@privileged
+def update_sg(ctx):
+    security_groups().update_sg(ctx, bridged=False)
+
+
+ACTIONS = {
+    "pre": bridge.pre,  # reference NoVLANDriver: the bridge (and PHYDEV)
+    "post": post,
+    "clean": clean,
+    "remote_post": remote_post,
+    "remote_clean": remote_clean,
+    "update_sg": update_sg,
+    "update_nic": succeed,
+    "vnet_create": succeed,
+    "vnet_delete": succeed,
+}

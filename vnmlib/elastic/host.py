@@ -1,0 +1,245 @@
+"""The host side of an elastic IP: ``remote_post`` and ``remote_clean`` (reference §6, §2.8).
+
+``up`` protects first and exposes after: the routed security groups (§7.4)
+are in place before the ``<IP>/32`` route, the proxy-ARP entry for the
+``GATEWAY`` and the provider's operations make the VM reachable; if any of
+those fails, what was applied is undone and the security groups removed, so
+a failed ``remote_post`` leaves nothing behind. ``down`` goes the other way:
+unreachable first, then unprotected.
+
+A gateway's proxy-ARP entry on a bridge is shared by every elastic NIC
+behind it: each NIC records itself (:class:`vnmlib.locks.BridgeUsers`, kind
+"proxy-arp"), and the entry goes with the last record (the reference deleted
+it with the first VM to leave, cutting the others off from their gateway).
+"""
+
+from .. import steps
+from ..drivers import security_groups
+from ..errors import VnmError
+from ..locks import BridgeUsers, LinkLocks
+from ..netlink import reader, routing
+from . import hostops, nat
+
+
+def _index(device):
+    link = reader.link(device)
+    if link is None:
+        raise VnmError(f"link {device} does not exist")
+    return link.index
+
+
+class _Route(steps.Step):
+    def __init__(self, address, device, origin):
+        self.address, self.device, self.origin = address, device, origin
+
+
+class AddHostRoute(_Route):
+    def describe(self):
+        return f"ip route add {self.address}/32 dev {self.device}"
+
+    def apply(self, nl):
+        routing.add_host_route(self.address, _index(self.device), self.device)
+
+    def undo(self):
+        return DelHostRoute(self.address, self.device, self.origin)
+
+
+class DelHostRoute(_Route):
+    def describe(self):
+        return f"ip route del {self.address}/32 dev {self.device}"
+
+    def apply(self, nl):
+        routing.del_host_route(self.address, _index(self.device), self.device)
+
+
+class AddProxy(_Route):
+    def describe(self):
+        return f"ip neigh add proxy {self.address} dev {self.device}"
+
+    def apply(self, nl):
+        routing.add_proxy(self.address, _index(self.device), self.device)
+
+    def undo(self):
+        return DelProxy(self.address, self.device, self.origin)
+
+
+class DelProxy(_Route):
+    def describe(self):
+        return f"ip neigh del proxy {self.address} dev {self.device}"
+
+    def apply(self, nl):
+        routing.del_proxy(self.address, _index(self.device), self.device)
+
+
+class _Address(steps.Step):
+    def __init__(self, op, origin):
+        self.op, self.origin = op, origin
+
+    def _args(self):
+        return self.op.address, self.op.prefixlen, _index(self.op.device), self.op.device
+
+
+class AddAddress(_Address):
+    def describe(self):
+        return f"ip addr add {self.op.address}/{self.op.prefixlen} dev {self.op.device}"
+
+    def apply(self, nl):
+        routing.add_address(*self._args())
+
+    def undo(self):
+        return DelAddress(self.op, self.origin)
+
+
+class DelAddress(_Address):
+    def describe(self):
+        return f"ip addr del {self.op.address}/{self.op.prefixlen} dev {self.op.device}"
+
+    def apply(self, nl):
+        routing.del_address(*self._args())
+
+
+class ReplaceNat(steps.Step):
+    """The NIC's nat chains set to ``rules`` (empty: removed)."""
+
+    def __init__(self, base, rules, origin):
+        self.base, self.rules, self.origin = base, rules, origin
+        self.changed = None  # unknown until applied
+
+    def describe(self):
+        if self.changed is False:
+            return f"nat chains {self.base}-dnat/-snat: none present, nothing to change"
+        counts = ", ".join(f"{len(r)} {kind}" for kind, r in self.rules.items() if r)
+        return (f"nat chains {self.base}-dnat/-snat: {counts}" if counts
+                else f"nat chains {self.base}-dnat/-snat removed")
+
+    def apply(self, nl):
+        self.changed = nat.replace(self.base, self.rules)
+
+    def undo(self):
+        return ReplaceNat(self.base, {}, self.origin) if self.changed else None
+
+
+class _HostView:
+    """The namespace's routes, proxy entries and addresses, read once per action."""
+
+    def __init__(self):
+        self.routes = routing.host_routes()
+        self.proxies = routing.proxy_neighbours()
+        self.addresses = routing.addresses()
+        self._links = {}
+
+    def index(self, device):
+        if device not in self._links:
+            link = reader.link(device)
+            self._links[device] = link.index if link else None
+        return self._links[device]
+
+
+def _host_ops(provider, target):
+    """The provider's operations for ``target``, type-checked."""
+    activate = getattr(provider, "activate", None)
+    ops = list(activate(target.ip, target.external_ip, target.opts()) or []) if activate else []
+    for op in ops:
+        if not isinstance(op, (hostops.Address, hostops.Dnat, hostops.Snat)):
+            raise VnmError(f"{target.label}: provider {provider.name!r} asked for {op!r}, "
+                           "which is not a vnmlib.elastic.hostops operation")
+    return ops
+
+
+def _nat_rules(ops):
+    return {"dnat": [op.rule() for op in ops if isinstance(op, hostops.Dnat)],
+            "snat": [op.rule() for op in ops if isinstance(op, hostops.Snat)]}
+
+
+def _devices(targets, ops_of):
+    return [t.bridge for t in targets] + [op.device for t in targets for op in ops_of[t.base]
+                                          if isinstance(op, hostops.Address)]
+
+
+def _proxy_key(target):
+    return f"{target.gateway}%{target.bridge}"
+
+
+def plan_up(view, users, targets, ops_of):
+    """Steps making ``targets`` reachable; records their proxy-ARP use in ``users``."""
+    planned = []
+    for t in targets:
+        index = view.index(t.bridge)
+        if index is None:
+            raise VnmError(f"{t.label}: bridge {t.bridge} does not exist (pre has not run?)")
+        through = view.routes.get(t.ip)
+        if through is None:
+            planned.append(AddHostRoute(t.ip, t.bridge, t.label))
+            view.routes[t.ip] = index
+        elif through != index:
+            raise VnmError(f"{t.label}: a route to {t.ip}/32 already goes through another "
+                           f"device (ifindex {through}), not {t.bridge}")
+        users.add(_proxy_key(t), t.user)
+        if (t.gateway, index) not in view.proxies:
+            planned.append(AddProxy(t.gateway, t.bridge, t.label))
+            view.proxies.add((t.gateway, index))
+        for op in ops_of[t.base]:
+            if not isinstance(op, hostops.Address):
+                continue
+            device = view.index(op.device)
+            if device is None:
+                raise VnmError(f"{t.label}: provider interface {op.device} does not exist")
+            if (op.address, op.prefixlen, device) not in view.addresses:
+                planned.append(AddAddress(op, t.label))
+                view.addresses.add((op.address, op.prefixlen, device))
+        rules = _nat_rules(ops_of[t.base])
+        if any(rules.values()):
+            planned.append(ReplaceNat(t.base, rules, t.label))
+    return planned
+
+
+def plan_down(view, users, targets, ops_of):
+    """Steps making ``targets`` unreachable; drops their proxy-ARP records."""
+    planned = []
+    for t in targets:
+        planned.append(ReplaceNat(t.base, {}, t.label))
+        index = view.index(t.bridge)
+        if index is not None and view.routes.get(t.ip) == index:
+            planned.append(DelHostRoute(t.ip, t.bridge, t.label))
+            del view.routes[t.ip]
+        users.remove(_proxy_key(t), t.user)
+        if index is not None and (t.gateway, index) in view.proxies \
+                and not users.users(_proxy_key(t)):
+            planned.append(DelProxy(t.gateway, t.bridge, t.label))
+            view.proxies.discard((t.gateway, index))
+        for op in ops_of[t.base]:
+            device = view.index(op.device) if isinstance(op, hostops.Address) else None
+            if device is not None and (op.address, op.prefixlen, device) in view.addresses:
+                planned.append(DelAddress(op, t.label))
+                view.addresses.discard((op.address, op.prefixlen, device))
+    return planned
+
+
+def up(ctx, targets, provider):
+    """remote_post: routed security groups, then routes, proxy ARP, provider operations."""
+    ops_of = {t.base: _host_ops(provider, t) for t in targets}
+    firewall = security_groups()
+    firewall.post(ctx, bridged=False)
+    try:
+        with LinkLocks(_devices(targets, ops_of)):
+            users = BridgeUsers("proxy-arp")
+            records = {(_proxy_key(t), t.user) for t in targets
+                       if t.user not in users.users(_proxy_key(t))}
+            try:
+                steps.apply(plan_up(_HostView(), users, targets, ops_of), ctx.log)
+            except BaseException:
+                for key, user in records:
+                    users.remove(key, user)
+                raise
+    except BaseException:
+        firewall.clean(ctx, bridged=False)
+        ctx.log.info("rolled back: security groups of the elastic NICs removed")
+        raise
+
+
+def down(ctx, targets, provider):
+    """remote_clean: unreachable first (nat, route, proxy ARP, addresses), then the SGs."""
+    ops_of = {t.base: _host_ops(provider, t) for t in targets}
+    with LinkLocks(_devices(targets, ops_of)):
+        steps.apply(plan_down(_HostView(), BridgeUsers("proxy-arp"), targets, ops_of), ctx.log)
+    security_groups().clean(ctx, bridged=False)
