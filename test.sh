@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 [ "$(id -u)" = 0 ] || { echo "test.sh: run as root (the tests create network namespaces)" >&2; exit 1; }
 tools/install-deps
 if [ ! -x .venv/bin/python ]; then /usr/bin/python3 -m venv .venv; fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test,iptc]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,iptc,aws]'
 PY=.venv/bin/python
 echo "== unit + functional tests (venv: $($PY -c 'import pyroute2,lxml.etree as e;print("pyroute2",pyroute2.__version__,"lxml",e.__version__)'))"
 $PY -m pytest -q -p no:cacheprovider tests

@@ -31,7 +31,13 @@ class Sshd:
                  "PasswordAuthentication no", "KbdInteractiveAuthentication no",
                  "UsePAM no", "StrictModes no",
                  f"PidFile {os.path.join(self.workdir, 'sshd.pid')}"]
-        # the remote actions' environment (sshd clears the client's)
+        # the remote actions' environment (sshd clears the client's). HOME: a
+        # clean one, so the session's bash reads no developer ~/.bashrc (this
+        # machine's root puts a pyenv python3 first on PATH); a hypervisor's
+        # login runs its system python3, and so do these sessions
+        home = os.path.join(self.workdir, "home")
+        os.makedirs(home, exist_ok=True)
+        lines += [f"SetEnv HOME={home}"]
         lines += [f"SetEnv {k}={v}" for k, v in (env or {}).items()]
         with open(config, "w", encoding="ascii") as handle:
             handle.write("\n".join(lines) + "\n")

@@ -271,6 +271,9 @@ def test_update_sg_rebuilds_routed_rules(site):
     vm_ns = boot(ns, tree, guests, vm(nic()))
     server = vm_ns.start("serve", "--tcp", "22,80")
     try:
+        # first contact resolves both sides' ARP (proxy-ARP answers wait up to
+        # proxy_delay, 0.8 s, longer than a TCP probe's patience)
+        assert outside.ping(EXTERNAL_IP)
         opened = b64(vm_xml(10, [nic()], extra=rules_xml(
             dict(PROTOCOL="TCP", RULE_TYPE="INBOUND", RANGE="80", SECURITY_GROUP_ID=100))))
         assert_ok(run(ns, tree, "update_sg", "one-10", stdin=opened))

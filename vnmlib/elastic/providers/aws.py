@@ -114,8 +114,9 @@ class AwsProvider(Provider):
         answer = self._call(f"describe address {alloc}", "describe_addresses",
                             AllocationIds=[alloc])
         for address in answer.get("Addresses", []):
-            if (address.get("AssociationId") and address.get("NetworkInterfaceId") == eni
-                    and address.get("PrivateIpAddress") == ip):
+            # the allocation is this NIC's: associated with this host's interface,
+            # it is ours to release; with another one (the VM moved on), it is not
+            if address.get("AssociationId") and address.get("NetworkInterfaceId") == eni:
                 self._call(f"disassociate {alloc}", "disassociate_address",
                            AssociationId=address["AssociationId"])
         if ip in self._private_ips(eni):
