@@ -53,13 +53,19 @@ def _unassign_all(ctx, provider, assigned):
     return failures
 
 
+def _front_end(ctx, host_position, usage):
+    """(targets, host settings, provider), or None when the action has no target."""
+    host = _host_arg(ctx, host_position, usage)
+    targets = _targets(ctx)
+    return (targets, *_provider(ctx, host)) if targets else None
+
+
 def post(ctx):
     """Front-end: assign every target, then the host side; any failure unassigns."""
-    host = _host_arg(ctx, 1, "post <deploy_id> <host>")
-    targets = _targets(ctx)
-    if not targets:
+    work = _front_end(ctx, 1, "post <deploy_id> <host>")
+    if work is None:
         return
-    host_settings, provider = _provider(ctx, host)
+    targets, host_settings, provider = work
     from ..elastic import transport
 
     assigned = []
@@ -79,11 +85,10 @@ def post(ctx):
 
 def clean(ctx):
     """Front-end: unassign every target, then the host side (which runs clean.d)."""
-    host = _host_arg(ctx, 0, "clean <host>")
-    targets = _targets(ctx)
-    if not targets:
+    work = _front_end(ctx, 0, "clean <host>")
+    if work is None:
         return
-    host_settings, provider = _provider(ctx, host)
+    targets, host_settings, provider = work
     from ..elastic import transport
 
     failures = _unassign_all(ctx, provider, targets)
@@ -95,16 +100,20 @@ def clean(ctx):
 clean.hooks = None  # clean.d runs on the host (remote_clean), as the reference's run_hooks_remote
 
 
+def _host_side(ctx, host_position, usage, method):
+    host = _host_arg(ctx, host_position, usage)
+    targets = _targets(ctx)
+    if targets:
+        from ..elastic import host as host_side
+
+        getattr(host_side, method)(ctx, targets, _provider(ctx, host)[1])
+    return targets
+
+
 @privileged
 def remote_post(ctx):
     """Host: routed security groups, /32 routes, proxy ARP, the provider's operations."""
-    host = _host_arg(ctx, 1, "remote_post <deploy_id> <host>")
-    targets = _targets(ctx)
-    if not targets:
-        return
-    from ..elastic import host as host_side
-
-    host_side.up(ctx, targets, _provider(ctx, host)[1])
+    _host_side(ctx, 1, "remote_post <deploy_id> <host>", "up")
 
 
 remote_post.hooks = None
@@ -113,17 +122,11 @@ remote_post.hooks = None
 @privileged
 def remote_clean(ctx):
     """Host: the provider's operations, proxy ARP and routes removed, then the SGs."""
-    host = _host_arg(ctx, 0, "remote_clean <host>")
-    targets = _targets(ctx)
-    if not targets:
-        return
-    from ..elastic import host as host_side
-
-    host_side.down(ctx, targets, _provider(ctx, host)[1])
-    # then the bridge, as the bridge driver's clean: deleted when no guest and no
-    # other NIC's record is left (the reference never removed it: "TODO: MUST
-    # check if bridge is empty")
-    bridge.clean(ctx)
+    if _host_side(ctx, 0, "remote_clean <host>", "down"):
+        # then the bridge, as the bridge driver's clean: deleted when no guest and
+        # no other NIC's record is left (the reference never removed it: "TODO:
+        # MUST check if bridge is empty")
+        bridge.clean(ctx)
 
 
 remote_clean.hooks = "clean"

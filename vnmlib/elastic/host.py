@@ -28,74 +28,50 @@ def _index(device):
     return link.index
 
 
-class _Route(steps.Step):
-    def __init__(self, address, device, origin):
-        self.address, self.device, self.origin = address, device, origin
+# kind -> (iproute2's word for it, add, delete): the three things remote_post adds
+_KINDS = {
+    "route": ("route", routing.add_host_route, routing.del_host_route),
+    "proxy": ("neigh", routing.add_proxy, routing.del_proxy),
+    "address": ("addr", routing.add_address, routing.del_address),
+}
 
 
-class AddHostRoute(_Route):
+class Routing(steps.Step):
+    """A host route, proxy-ARP entry or address added (or deleted) on ``device``.
+
+    ``args`` are the routing function's leading arguments, ``shown`` the object
+    as ``ip`` writes it (``10.9.0.10/32``, ``proxy 10.9.0.1``).
+    """
+
+    def __init__(self, kind, add, args, shown, device, origin):
+        self.kind, self.add, self.args, self.shown = kind, add, args, shown
+        self.device, self.origin = device, origin
+
     def describe(self):
-        return f"ip route add {self.address}/32 dev {self.device}"
+        word = _KINDS[self.kind][0]
+        return f"ip {word} {'add' if self.add else 'del'} {self.shown} dev {self.device}"
 
     def apply(self, nl):
-        routing.add_host_route(self.address, _index(self.device), self.device)
+        change = _KINDS[self.kind][1 if self.add else 2]
+        change(*self.args, _index(self.device), self.device)
 
     def undo(self):
-        return DelHostRoute(self.address, self.device, self.origin)
+        if not self.add:
+            return None
+        return Routing(self.kind, False, self.args, self.shown, self.device, self.origin)
 
 
-class DelHostRoute(_Route):
-    def describe(self):
-        return f"ip route del {self.address}/32 dev {self.device}"
-
-    def apply(self, nl):
-        routing.del_host_route(self.address, _index(self.device), self.device)
+def host_route(address, device, origin, add=True):
+    return Routing("route", add, (address,), f"{address}/32", device, origin)
 
 
-class AddProxy(_Route):
-    def describe(self):
-        return f"ip neigh add proxy {self.address} dev {self.device}"
-
-    def apply(self, nl):
-        routing.add_proxy(self.address, _index(self.device), self.device)
-
-    def undo(self):
-        return DelProxy(self.address, self.device, self.origin)
+def proxy_arp(address, device, origin, add=True):
+    return Routing("proxy", add, (address,), f"proxy {address}", device, origin)
 
 
-class DelProxy(_Route):
-    def describe(self):
-        return f"ip neigh del proxy {self.address} dev {self.device}"
-
-    def apply(self, nl):
-        routing.del_proxy(self.address, _index(self.device), self.device)
-
-
-class _Address(steps.Step):
-    def __init__(self, op, origin):
-        self.op, self.origin = op, origin
-
-    def _args(self):
-        return self.op.address, self.op.prefixlen, _index(self.op.device), self.op.device
-
-
-class AddAddress(_Address):
-    def describe(self):
-        return f"ip addr add {self.op.address}/{self.op.prefixlen} dev {self.op.device}"
-
-    def apply(self, nl):
-        routing.add_address(*self._args())
-
-    def undo(self):
-        return DelAddress(self.op, self.origin)
-
-
-class DelAddress(_Address):
-    def describe(self):
-        return f"ip addr del {self.op.address}/{self.op.prefixlen} dev {self.op.device}"
-
-    def apply(self, nl):
-        routing.del_address(*self._args())
+def interface_address(op, origin, add=True):
+    return Routing("address", add, (op.address, op.prefixlen), f"{op.address}/{op.prefixlen}",
+                   op.device, origin)
 
 
 class ReplaceNat(steps.Step):
@@ -169,14 +145,14 @@ def plan_up(view, users, targets, ops_of):
             raise VnmError(f"{t.label}: bridge {t.bridge} does not exist (pre has not run?)")
         through = view.routes.get(t.ip)
         if through is None:
-            planned.append(AddHostRoute(t.ip, t.bridge, t.label))
+            planned.append(host_route(t.ip, t.bridge, t.label))
             view.routes[t.ip] = index
         elif through != index:
             raise VnmError(f"{t.label}: a route to {t.ip}/32 already goes through another "
                            f"device (ifindex {through}), not {t.bridge}")
         users.add(_proxy_key(t), t.user)
         if (t.gateway, index) not in view.proxies:
-            planned.append(AddProxy(t.gateway, t.bridge, t.label))
+            planned.append(proxy_arp(t.gateway, t.bridge, t.label))
             view.proxies.add((t.gateway, index))
         for op in ops_of[t.base]:
             if not isinstance(op, hostops.Address):
@@ -185,7 +161,7 @@ def plan_up(view, users, targets, ops_of):
             if device is None:
                 raise VnmError(f"{t.label}: provider interface {op.device} does not exist")
             if (op.address, op.prefixlen, device) not in view.addresses:
-                planned.append(AddAddress(op, t.label))
+                planned.append(interface_address(op, t.label))
                 view.addresses.add((op.address, op.prefixlen, device))
         rules = _nat_rules(ops_of[t.base])
         if any(rules.values()):
@@ -200,17 +176,17 @@ def plan_down(view, users, targets, ops_of):
         planned.append(ReplaceNat(t.base, {}, t.label))
         index = view.index(t.bridge)
         if index is not None and view.routes.get(t.ip) == index:
-            planned.append(DelHostRoute(t.ip, t.bridge, t.label))
+            planned.append(host_route(t.ip, t.bridge, t.label, add=False))
             del view.routes[t.ip]
         users.remove(_proxy_key(t), t.user)
         if index is not None and (t.gateway, index) in view.proxies \
                 and not users.users(_proxy_key(t)):
-            planned.append(DelProxy(t.gateway, t.bridge, t.label))
+            planned.append(proxy_arp(t.gateway, t.bridge, t.label, add=False))
             view.proxies.discard((t.gateway, index))
         for op in ops_of[t.base]:
             device = view.index(op.device) if isinstance(op, hostops.Address) else None
             if device is not None and (op.address, op.prefixlen, device) in view.addresses:
-                planned.append(DelAddress(op, t.label))
+                planned.append(interface_address(op, t.label, add=False))
                 view.addresses.discard((op.address, op.prefixlen, device))
     return planned
 
