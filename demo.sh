@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")"
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (the demo creates network namespaces)" >&2; exit 1; }
 tools/install-deps
-exec /usr/bin/python3 tools/demo.py
+exec /usr/bin/python3 -m vnmlib.cli demo

@@ -115,22 +115,23 @@ class Namespace:
 
 
 def copy_tree(remotes, conf=None):
-    """Lay the remotes out as ``onehost sync`` does; returns the ``vnm/`` tree.
+    """Lay the remotes out as ``vnm install`` does for ``onehost sync``; returns the ``vnm/`` tree.
 
-    ``<remotes>/vnm/…`` with vnmlib inside it, ``<remotes>/etc/vnm/`` holding
-    ``conf`` as OpenNebulaNetwork.conf when given.
+    ``<remotes>/vnm/…`` with vnmlib (byte-compiled) inside it; ``<remotes>/etc/vnm/``
+    holding ``conf`` as OpenNebulaNetwork.conf when given, no conf file (the
+    built-in defaults) otherwise.
     """
+    from vnmlib.install import install
+
     remotes = str(remotes)
-    tree = os.path.join(remotes, "vnm")
-    shutil.copytree(os.path.join(REPO, "vnm"), tree, symlinks=True)
-    shutil.copytree(os.path.join(REPO, "vnmlib"), os.path.join(tree, "vnmlib"),
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    os.makedirs(os.path.join(remotes, "etc", "vnm"))
-    if conf is not None:
-        with open(os.path.join(remotes, "etc", "vnm", "OpenNebulaNetwork.conf"), "w",
-                  encoding="utf-8") as handle:
+    install(remotes)
+    path = os.path.join(remotes, "etc", "vnm", "OpenNebulaNetwork.conf")
+    if conf is None:
+        os.unlink(path)
+    else:
+        with open(path, "w", encoding="utf-8") as handle:
             handle.write(conf)
-    return tree
+    return os.path.join(remotes, "vnm")
 
 
 def assert_ok(done):

@@ -127,15 +127,21 @@ class BridgeUsers:
 
     def add(self, bridge, user):
         """Record ``user``; True when the record is new (so a rollback may remove it)."""
+        from . import plan
+
         directory = self._dir(bridge)
         path = os.path.join(directory, user)
-        if os.path.exists(path):
+        if os.path.exists(path) or plan.active():
             return False
         _ensure_dir(directory)
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
         return True
 
     def remove(self, bridge, user):
+        from . import plan
+
+        if plan.active():
+            return
         try:
             os.unlink(os.path.join(self._dir(bridge), user))
         except FileNotFoundError:

@@ -209,8 +209,17 @@ class _LazyNetlink:
 
 
 def apply(steps, log):
-    """Apply ``steps``; on failure undo what was applied and re-raise."""
+    """Apply ``steps``; on failure undo what was applied and re-raise.
+
+    In plan mode (:mod:`vnmlib.plan`) the steps are recorded, not applied.
+    """
     if not steps:
+        return
+    from . import plan
+
+    if plan.active():
+        for step in steps:
+            plan.record(step.describe())
         return
     nl = _LazyNetlink()
     done = []

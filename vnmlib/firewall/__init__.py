@@ -86,21 +86,38 @@ def apply(ctx, install=(), remove=()):
     if not install and not remove:
         return
     backend = _backend(ctx.conf)
+    log = ctx.log
     with FirewallLock():
         snapshots = backend.read()
         existing = ipsets.list_names()
         changes = {f: transaction.plan_family(f, snapshots[f], install, remove)
                    for f in FAMILIES}
         stale = transaction.stale_sets(existing, install, remove)
-        ipsets.load(install, existing)
-        backend.commit(changes)
-        ipsets.destroy(stale, ctx.log)
+        from .. import plan
+
+        if plan.active():  # vnm plan: the lines below are the plan, nothing is done
+            log = _PlanLog()
+        else:
+            ipsets.load(install, existing)
+            backend.commit(changes)
+            ipsets.destroy(stale, ctx.log)
+    _log_applied(log, install, remove)
+
+
+class _PlanLog:
+    def info(self, line):
+        from .. import plan
+
+        plan.record(line)
+
+
+def _log_applied(log, install, remove):
     for nf in install:
         rules = sum(len(r) for f in FAMILIES for r in nf.rules[f].values())
-        ctx.log.info(f"{nf.label}: protection of {nf.tap} applied ({nf.chain_in}/-o: "
-                     f"{rules} rules, {len(nf.sets)} ipsets)")
+        log.info(f"{nf.label}: protection of {nf.tap} applied ({nf.chain_in}/-o: "
+                 f"{rules} rules, {len(nf.sets)} ipsets)")
     for base in remove:
-        ctx.log.info(f"{base}: protection removed (chains, jumps, ipsets)")
+        log.info(f"{base}: protection removed (chains, jumps, ipsets)")
 
 
 def _own_nic(vm, driver, nic_id):

@@ -1,19 +1,19 @@
-#!/usr/bin/env python3
-"""A VM network lifecycle with the real bridge driver, in a throwaway namespace.
+"""A VM network lifecycle with the real bridge driver, in a throwaway namespace (``vnm demo``).
 
 A "hypervisor" namespace gets an uplink (a veth whose other end is a "physical
 network" namespace with a router address). A VM with two NICs on one bridge
 goes through pre -> hypervisor plugs the taps -> post -> ping -> clean, exactly
-as oned would drive vnm/bridge/*. Every namespace is deleted at the end.
+as oned would drive vnm/bridge/* of a tree laid out by ``vnm install`` in a
+temporary directory. Every namespace and file is deleted at the end.
 """
 
 import json
 import os
 import subprocess
 import sys
+import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYTHON = os.environ.get("VNM_DEMO_PYTHON") or "/usr/bin/python3"
+PYTHON = sys.executable  # the actions run on the interpreter running the demo
 TAG = f"vnm-demo-{os.getpid()}"
 HOST, PHYS, VM_A, VM_B = (f"{TAG}-host", f"{TAG}-net", f"{TAG}-nic0", f"{TAG}-nic1")
 
@@ -35,10 +35,10 @@ def say(text):
     print(f"\n\033[1m{text}\033[0m" if sys.stdout.isatty() else f"\n== {text}")
 
 
-def action(name, *args, stdin):
+def action(tree, name, *args, stdin):
     say(f"oned runs: vnm/bridge/{name} {' '.join(args)}  (base64 VM on stdin)")
     done = subprocess.run(["ip", "netns", "exec", HOST, PYTHON,
-                           os.path.join(REPO, "vnm", "bridge", name), *args],
+                           os.path.join(tree, "bridge", name), *args],
                           input=stdin, capture_output=True, check=False,
                           env=dict(os.environ, VNM_RUN_DIR=f"/run/{TAG}"))
     for line in done.stderr.decode().splitlines():
@@ -65,6 +65,13 @@ def ping(namespace, address):
 def main():
     import base64
 
+    from .install import install
+
+    if os.geteuid() != 0:
+        raise SystemExit("demo: run as root (it creates network namespaces)")
+    remotes = tempfile.mkdtemp(prefix="vnm-demo-")
+    install(remotes)
+    tree = os.path.join(remotes, "vnm")
     vm = base64.b64encode(VM_XML.format(nics="".join(NIC_XML.format(i=i, ip=10 + i)
                                                      for i in (0, 1))).encode())
     ok = True
@@ -78,7 +85,7 @@ def main():
         sh("ip", "-n", PHYS, "addr", "add", "192.0.2.1/24", "dev", "wire")
         sh("ip", "-n", PHYS, "link", "set", "wire", "up")
         show_bridges()
-        action("pre", stdin=vm)
+        action(tree, "pre", stdin=vm)
         show_bridges()
         say("The hypervisor creates the VM: taps one-42-0 and one-42-1 on onebr0")
         for i, guest in ((0, VM_A), (1, VM_B)):
@@ -87,24 +94,18 @@ def main():
             sh("ip", "-n", HOST, "link", "set", f"one-42-{i}", "master", "onebr0", "up")
             sh("ip", "-n", guest, "addr", "add", f"192.0.2.{10 + i}/24", "dev", "eth0")
             sh("ip", "-n", guest, "link", "set", "eth0", "up")
-        action("post", "one-42", "node1", stdin=vm)
+        action(tree, "post", "one-42", "node1", stdin=vm)
         show_bridges()
         say("Traffic: NIC 0 <-> NIC 1, and both to the network behind eth0")
         ok = ping(VM_A, "192.0.2.11") and ping(VM_B, "192.0.2.1") and ping(PHYS, "192.0.2.10")
         say("The hypervisor destroys the VM (taps gone), then oned runs clean")
         for i in (0, 1):
             sh("ip", "-n", HOST, "link", "del", f"one-42-{i}")
-        action("clean", "node1", stdin=vm)
+        action(tree, "clean", "node1", stdin=vm)
         show_bridges()
     finally:
         for name in (HOST, PHYS, VM_A, VM_B):
             sh("ip", "netns", "del", name, check=False)
-        sh("rm", "-rf", f"/run/{TAG}", check=False)
+        sh("rm", "-rf", f"/run/{TAG}", remotes, check=False)
         say("Namespaces deleted; nothing outside them was touched.")
     return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    if os.geteuid() != 0:
-        raise SystemExit("demo: run as root (it creates network namespaces)")
-    sys.exit(main())

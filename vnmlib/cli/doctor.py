@@ -1,0 +1,193 @@
+"""vnm doctor: can this host run the drivers? Kernel features, tools, configuration, permissions.
+
+Kernel features are tried, not guessed: in a throwaway network namespace
+doctor creates a bridge with VLAN filtering, an 802.1Q device, a VXLAN device
+and a physdev rule, then deletes the namespace. Everything else is read-only.
+Exit code 1 when a check fails that stops a driver from working.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import click
+
+from .output import emit
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+
+def _run(*argv):
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False,
+                              env=dict(os.environ, LC_ALL="C"))
+    except OSError as exc:
+        return 127, "", exc.strerror
+    return done.returncode, done.stdout, done.stderr
+
+
+def _first_line(text):
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def kernel_features():
+    """(check, status, detail) for each feature, tried in a throwaway namespace."""
+    if os.geteuid() != 0:
+        return [("kernel features", WARN, "not tried: run doctor as root")]
+    ns = f"vnm-doctor-{os.getpid()}"
+    code, _, err = _run("ip", "netns", "add", ns)
+    if code:
+        return [("kernel features", FAIL, f"cannot create a network namespace: {_first_line(err)}")]
+    tries = [
+        ("bridge", FAIL, ["link", "add", "b0", "type", "bridge"], "every Linux-bridge driver"),
+        ("bridge VLAN filtering", WARN, ["link", "set", "b0", "type", "bridge", "vlan_filtering",
+                                         "1"], "VLAN_TAGGED_ID trunks, 802.1Q QinQ"),
+        ("veth", WARN, ["link", "add", "u0", "type", "veth", "peer", "name", "u1"], "tests, demo"),
+        ("802.1Q (8021q)", WARN, ["link", "add", "link", "u0", "name", "u0.5", "type", "vlan",
+                                  "id", "5"], "the 802.1Q driver"),
+        ("vxlan", WARN, ["link", "add", "vx5", "type", "vxlan", "id", "5", "dstport", "4789",
+                         "dev", "u0"], "the vxlan and ovswitch_vxlan drivers"),
+    ]
+    found = []
+    try:
+        for name, severity, args, needed_by in tries:
+            code, _, err = _run("ip", "-n", ns, *args)
+            found.append((name, OK if code == 0 else severity,
+                          "works" if code == 0 else f"{_first_line(err)} (needed by {needed_by})"))
+        code, _, err = _run("ip", "netns", "exec", ns, "iptables", "-w", "-A", "FORWARD", "-m",
+                            "physdev", "--physdev-is-bridged", "-j", "ACCEPT")
+        found.append(("iptables physdev match", OK if code == 0 else FAIL,
+                      "works" if code == 0 else
+                      f"{_first_line(err)} (security groups of bridged NICs)"))
+        sysctl = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+        value = open(sysctl, encoding="ascii").read().strip() if os.path.exists(sysctl) else None
+        found.append(("br_netfilter (bridge-nf-call-iptables)",
+                      OK if value == "1" else FAIL,
+                      "1" if value == "1" else
+                      (f"is {value}" if value else "br_netfilter not loaded")
+                      + ("" if value == "1" else
+                         ": bridged traffic would bypass the security groups")))
+    finally:
+        _run("ip", "netns", "del", ns)
+    return found
+
+
+def tools():
+    found = []
+    for name, severity, argv, needed_by in (
+            ("ip", FAIL, ["ip", "-V"], "every driver"),
+            ("bridge", WARN, ["bridge", "-V"], "status, tests"),
+            ("iptables", FAIL, ["iptables", "-V"], "security groups"),
+            ("ip6tables", FAIL, ["ip6tables", "-V"], "security groups"),
+            ("ipset", FAIL, ["ipset", "version"], "security groups"),
+            ("ovs-vsctl", WARN, ["ovs-vsctl", "--version"], "ovswitch drivers"),
+            ("ovs-ofctl", WARN, ["ovs-ofctl", "--version"], "ovswitch drivers")):
+        path = shutil.which(argv[0], path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+        if path is None:
+            found.append((name, severity, f"not installed (needed by {needed_by})"))
+            continue
+        code, out, err = _run(path, *argv[1:])
+        found.append((name, OK if code == 0 else severity, _first_line(out or err)))
+    found.append(iptables_backends())
+    return found
+
+
+def iptables_backends():
+    """nft or legacy, and a warning when the other backend holds rules too (mixed host)."""
+    code, out, _ = _run("iptables", "-V")
+    if code:
+        return ("iptables backend", FAIL, "iptables not usable")
+    backend = "nf_tables" if "nf_tables" in out else "legacy"
+    other = "iptables-legacy-save" if backend == "nf_tables" else "iptables-nft-save"
+    code, saved, _ = _run(other)
+    rules = [line for line in saved.splitlines() if line.startswith("-A")] if code == 0 else []
+    if rules:
+        return ("iptables backend", WARN,
+                f"{backend}, but {other} shows {len(rules)} rules: a mixed-backend host; the "
+                "two sets of tables filter independently")
+    return ("iptables backend", OK, backend)
+
+
+def configuration(tree):
+    from .. import config
+    from ..errors import VnmError
+
+    found = []
+    path = config.conf_path(tree)
+    try:
+        conf = config.load(path)
+        state = f"{path}" if os.path.exists(path) else f"{path} missing: built-in defaults"
+        backend = conf.get("firewall_backend")
+        if backend not in ("restore", "iptc"):
+            found.append(("OpenNebulaNetwork.conf", FAIL, f"firewall_backend {backend!r} unknown"))
+        else:
+            found.append(("OpenNebulaNetwork.conf", OK, state))
+    except VnmError as exc:
+        found.append(("OpenNebulaNetwork.conf", FAIL, str(exc)))
+    from ..elastic import settings
+
+    elastic = settings.path(tree)
+    if os.path.exists(elastic):
+        mode = os.stat(elastic).st_mode & 0o777
+        found.append(("elastic.yaml", OK if not mode & 0o007 else FAIL,
+                      f"mode {mode:04o}" + ("" if not mode & 0o007 else
+                                            ": readable by other users (holds credentials)")))
+    return found
+
+
+def run_directory():
+    from ..locks import run_dir
+
+    path = run_dir()
+    if not os.path.exists(path):
+        return [("run directory", OK, f"{path}: created by the first action (root, 0755)")]
+    st = os.stat(path)
+    if st.st_uid != 0 and os.geteuid() == 0:
+        return [("run directory", FAIL, f"{path} is owned by uid {st.st_uid}, not root: its "
+                 "locks and records could be tampered with")]
+    if st.st_mode & 0o022:
+        return [("run directory", FAIL, f"{path} is group/world-writable "
+                 f"({st.st_mode & 0o777:04o})")]
+    return [("run directory", OK, f"{path} ({st.st_mode & 0o777:04o}, uid {st.st_uid})")]
+
+
+def python_modules():
+    found = [("python", OK, f"{sys.executable} {sys.version.split()[0]}")]
+    for module, severity, needed_by in (("lxml", FAIL, "every driver that reads the VM"),
+                                        ("pyroute2", FAIL, "changing links"),
+                                        ("yaml", FAIL, "the configuration"),
+                                        ("click", WARN, "the vnm command"),
+                                        ("iptc", WARN, ":firewall_backend: iptc"),
+                                        ("boto3", WARN, "the elastic aws provider")):
+        try:
+            imported = __import__(module)
+            version = getattr(imported, "__version__", "")
+            if module == "lxml":
+                from lxml import etree
+
+                version = etree.__version__
+            found.append((f"python {module}", OK, version or "present"))
+        except Exception as exc:  # noqa: BLE001 (a broken install is a finding, not a crash)
+            found.append((f"python {module}", severity,
+                          f"{type(exc).__name__}: {exc} (needed by {needed_by})"))
+    return found
+
+
+@click.command(name="doctor")
+@click.option("--tree", type=click.Path(exists=True, file_okay=False),
+              help="the vnm/ tree whose configuration to check")
+@click.option("--json", "as_json", is_flag=True, help="the findings as JSON")
+def command(tree, as_json):
+    """Check kernel features (tried in a throwaway namespace), tools and their
+    versions, the iptables backend, the configuration, the run directory and the
+    Python modules. Exit 1 when a check FAILs."""
+    from .run import default_tree
+
+    findings = (kernel_features() + tools() + configuration(tree or default_tree())
+                + run_directory() + python_modules())
+    rows = [{"check": c, "status": s, "detail": re.sub(r"\s+", " ", d)} for c, s, d in findings]
+    emit(rows, (("status", "status"), ("check", "check"), ("detail", "detail")), as_json)
+    if any(r["status"] == FAIL for r in rows):
+        raise SystemExit(1)

@@ -1,0 +1,39 @@
+"""vnm install: the remotes tree for onehost sync."""
+
+import click
+
+from .output import emit
+
+
+@click.command(name="install")
+@click.option("--remotes", default="/var/lib/one/remotes", show_default=True,
+              type=click.Path(file_okay=False), help="oned's remotes directory")
+@click.option("--dry-run", is_flag=True, help="show what would change, change nothing")
+@click.option("--json", "as_json", is_flag=True, help="the changes as JSON")
+def command(remotes, dry_run, as_json):
+    """Lay out REMOTES/vnm/<driver>/<action> (vnmlib inside, byte-compiled) and
+    REMOTES/etc/vnm/, keeping admins' hooks (<action>.d/) and an edited
+    OpenNebulaNetwork.conf (its difference to the shipped one is shown)."""
+    from .. import install
+
+    changes = install.plan_install(remotes)
+    if not dry_run:
+        install.apply(remotes, changes)
+    rows = [c.as_dict() for c in changes]
+    if as_json:
+        emit(rows, (), True)
+        return
+    verb = "would" if dry_run else "did"
+    emit([dict(r, detail=r["detail"].split("\n", 1)[0]) for r in rows],
+         (("change", "change"), ("path", "path"), ("detail", "detail")), False,
+         title=f"vnm install into {remotes} ({verb} change {sum(c.kind != 'keep' for c in changes)}"
+               f" paths):")
+    for change in changes:
+        if "\n" in change.detail:
+            click.echo(change.detail.split("\n", 1)[1].rstrip())
+    if not dry_run:
+        click.echo("\nNext:\n  - the privileged part of the actions runs as root through sudo; "
+                   "in /etc/sudoers.d/vnm on every host:\n"
+                   f"      {install.SUDOERS}\n"
+                   "    (with vnm-action installed root-owned, README 'Running as oneadmin')\n"
+                   "  - copy the tree to the hosts:  onehost sync -f")

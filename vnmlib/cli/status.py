@@ -1,0 +1,32 @@
+"""vnm status: the VM NICs vnm serves on this host, and what looks wrong."""
+
+import click
+
+from .output import emit
+
+
+@click.command(name="status")
+@click.option("--vm", "vm_id", type=int, help="only this VM's NICs")
+@click.option("--json", "as_json", is_flag=True, help="everything found, as JSON")
+def command(vm_id, as_json):
+    """Per VM NIC: tap and its bridge, security-group chains with their rule
+    counts, ipsets, Open vSwitch port and flows, bridge-user records; anything
+    inconsistent (chains without tap, records keeping a bridge, flows without
+    port…) is flagged, and the exit code is 1 then."""
+    from .. import inventory
+
+    inv = inventory.read()
+    nics = [n for key, n in sorted(inv.nics.items()) if vm_id is None or key[0] == vm_id]
+    if as_json:
+        emit([n.as_dict() for n in nics], (), True)
+    else:
+        rows = [{"nic": f"{n.vm_id}/{n.nic_id}", "tap": n.tap or "-",
+                 "bridge": n.ovs_port or n.master or ",".join(n.records) or "-",
+                 "rules": " ".join(f"{c[len(n.base) + 1:]}:{k}" for c, k in sorted(n.rules.items()))
+                 or "-",
+                 "ipsets": len(n.ipsets), "ovs flows": n.ovs_flows or "-",
+                 "problems": "; ".join(n.problems()) or "ok"} for n in nics]
+        emit(rows, [(k, k) for k in ("nic", "tap", "bridge", "rules", "ipsets", "ovs flows",
+                                     "problems")], False)
+    if any(n.problems() for n in nics):
+        raise SystemExit(1)
