@@ -502,3 +502,44 @@ def test_vlans_isolate_and_spoofed_frames_are_dropped(host):
     assert arrives(c, "udp-frame", c.dev, "02:00:de:ad:be:ef", "10.23.0.99", "10.23.0.51", 9004,
                    "udp", 9004) == 1
 
+
+
+# -- vnm plan ---------------------------------------------------------------------
+
+def test_plan_of_ovs_actions_changes_nothing_and_equals_the_run(host, tmp_path):
+    """`vnm plan` runs the driver's own code: the OVS transaction and flow bundle it
+    would apply are listed, Open vSwitch is left as it was, and the real run logs the same."""
+    import json
+    import os
+    import subprocess
+
+    from helpers import PYTHON, REPO
+
+    stdin = vm(60, ovs_nic(60, 0, "ovsplan", VLAN_ID=10, FILTER_MAC_SPOOFING="YES",
+                           IP="10.6.0.60", FILTER_IP_SPOOFING="YES"))
+    vm_file = tmp_path / "vm.b64"
+    vm_file.write_bytes(stdin)
+
+    def ovs_state():
+        return host.ovs.vsctl("show"), {b: host.ovs.flows(b) for b in host.ovs.bridges()}
+
+    def plan(action, *args):
+        env = dict(os.environ, VNM_RUN_DIR=host.ns.run_dir, PYTHONPATH=REPO, **host.ovs.env)
+        done = subprocess.run(["ip", "netns", "exec", host.ns.name, PYTHON, "-m", "vnmlib.cli",
+                               "plan", "ovswitch", action, *args, "--vm", str(vm_file), "--json",
+                               "--tree", host.tree], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def logged(done):
+        return [line.split(": ", 2)[2] for line in done.stderr.decode().splitlines()
+                if line.startswith("INFO: ")]
+
+    for action, args, plug in (("pre", (), True), ("post", ("one-60", "node1"), False)):
+        before = ovs_state()
+        planned = plan(action, *args)
+        assert ovs_state() == before
+        assert planned == logged(assert_ok(host.run("ovswitch", action, *args, stdin=stdin)))
+        assert planned
+        if plug:
+            host.plug("ovsplan", "one-60-0")
