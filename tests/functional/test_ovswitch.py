@@ -543,3 +543,35 @@ def test_plan_of_ovs_actions_changes_nothing_and_equals_the_run(host, tmp_path):
         assert planned
         if plug:
             host.plug("ovsplan", "one-60-0")
+
+
+def test_gc_removes_a_dead_vms_flows_and_port(host):
+    """`vnm gc`: VM 62's tap vanished without clean; its flows (by cookie) and its port
+    go, VM 63's stay."""
+    import json
+    import os
+    import subprocess
+
+    from helpers import PYTHON, REPO
+
+    for vm_id in (62, 63):
+        stdin = vm(vm_id, ovs_nic(vm_id, 0, "ovsgc", VLAN_ID=10, FILTER_MAC_SPOOFING="YES"))
+        lifecycle(host, stdin, "ovsgc", [f"one-{vm_id}-0"])
+    host.ns.ip("link", "del", "one-62-0")
+    env = dict(os.environ, VNM_RUN_DIR=host.ns.run_dir, PYTHONPATH=REPO, **host.ovs.env)
+
+    def gc(*args):
+        done = subprocess.run(["ip", "netns", "exec", host.ns.name, PYTHON, "-m", "vnmlib.cli",
+                               "gc", "--live", "63", "--tree", host.tree, *args],
+                              capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    found = {(r["remove"], r["what"]) for r in json.loads(gc("--json"))}
+    assert found == {("ovs flows", "one-62-0"), ("ovs port", "ovsgc:one-62-0"),
+                     ("record", "ovsgc:62-0")}
+    gc("--apply")
+    flows = host.ovs.flows("ovsgc")
+    assert not any("0x4f4e0000003e" in f for f in flows)
+    assert any("0x4f4e0000003f" in f for f in flows)
+    assert host.ovs.vsctl("list-ports", "ovsgc").split() == ["one-63-0"]

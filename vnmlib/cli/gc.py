@@ -57,10 +57,16 @@ def plan_gc(inv, live, conf):
         for bridge in sorted(recorded - left):
             # any port that may be a guest keeps the bridge: taps (tun), LXC and
             # test veths, and anything named like a tap
-            guests = [name for name, link in inv.links.items() if link["master"] == bridge
-                      and (link["kind"] in GUEST_KINDS or name.startswith("one-"))]
-            if bridge in inv.links and not guests:
-                removals.append((None, None, "bridge", bridge))
+            if bridge in inv.ovs_bridges:
+                ports = inv.ovs_bridges[bridge]
+                kind = "ovs bridge"
+            else:
+                ports = [name for name, link in inv.links.items() if link["master"] == bridge]
+                kind = "bridge"
+            guests = [name for name in ports if name.startswith("one-")
+                      or inv.links.get(name, {}).get("kind") in GUEST_KINDS]
+            if (bridge in inv.links or bridge in inv.ovs_bridges) and not guests:
+                removals.append((None, None, kind, bridge))
     return removals
 
 
@@ -93,6 +99,9 @@ def apply_gc(removals, conf, log):
         elif what == "bridge":
             with LinkLocks([thing]):
                 steps.apply([steps.DeleteLink(thing)], log)
+        elif what == "ovs bridge":
+            with LinkLocks([thing]):
+                ovs.vsctl([["--if-exists", "del-br", thing]], f"bridge {thing}")
 
 
 @click.command(name="gc")
