@@ -6,6 +6,7 @@ Everything a functional test changes lives in a network namespace it created
 """
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -337,3 +338,26 @@ def stop(proc):
     """End a process this test started (by pid), and reap it."""
     proc.kill()
     proc.wait()
+
+
+@contextlib.contextmanager
+def unprivileged_user(name="vnmtest"):
+    """A system user standing in for oneadmin (made if missing, removed after) and a
+    0755 directory under /var/tmp for what it owns; yields the directory."""
+    import pwd
+    import tempfile
+
+    created = False
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        sh("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name)
+        created = True
+    base = tempfile.mkdtemp(prefix="vnm-user-", dir="/var/tmp")
+    os.chmod(base, 0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        if created:
+            sh("userdel", name, check=False)

@@ -156,12 +156,12 @@ def test_golden_d_pre_remote_post_remote_clean(ns, tree):
 
 # -- nat provider, real traffic --------------------------------------------------------
 
-NAT = f"""
+NAT = """
 providers:
-  lab: {{driver: nat, interface: uplink0, pool: [198.51.100.0/24]}}
+  lab: {driver: nat, interface: uplink0, pool: [198.51.100.0/24]}
 hosts:
   node1: lab
-transport: {{local: true}}
+transport: {local: true}
 """
 
 

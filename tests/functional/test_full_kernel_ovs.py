@@ -48,7 +48,7 @@ def test_kernel_datapath_vlans_trunks_and_spoofing(host):
     a = deploy(host, 1, "10.30.10.1/24", VLAN_ID=10, IP="10.30.10.1",
                FILTER_MAC_SPOOFING="YES", FILTER_IP_SPOOFING="YES")
     b = deploy(host, 2, "10.30.10.2/24", VLAN_ID=10)
-    c = deploy(host, 3, "10.30.20.3/24", VLAN_ID=20)
+    deploy(host, 3, "10.30.20.3/24", VLAN_ID=20)
     t = deploy(host, 4, "10.30.99.4/24", VLAN_TAGGED_ID="10,20")  # a trunk, no VLAN of its own
     assert host.ovs.row("Bridge", "ovsk0", "datapath_type")["datapath_type"] in ("", "system")
     links = host.ns.links()

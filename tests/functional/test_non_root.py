@@ -9,35 +9,24 @@ import os
 import pwd
 import shutil
 import subprocess
-import tempfile
 
 import pytest
 
 from helpers import (PYTHON, REPO, assert_ok, assert_one_error, b64, bridge_nic, copy_tree,
-                     sh, vm_xml)
+                     sh, unprivileged_user, vm_xml)
 
 USER = "vnmtest"
 
 
 @pytest.fixture
 def oneadmin():
-    created = False
-    try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        sh("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER)
-        created = True
-    base = tempfile.mkdtemp(prefix="vnm-nonroot-", dir="/var/tmp")
-    os.chmod(base, 0o755)
     sudoers = f"/etc/sudoers.d/vnm-test-{os.getpid()}"
-    try:
-        yield base, sudoers
-    finally:
-        if os.path.exists(sudoers):
-            os.unlink(sudoers)
-        shutil.rmtree(base, ignore_errors=True)
-        if created:
-            sh("userdel", USER, check=False)
+    with unprivileged_user(USER) as base:
+        try:
+            yield base, sudoers
+        finally:
+            if os.path.exists(sudoers):
+                os.unlink(sudoers)
 
 
 def install(base, sudoers, allow=True):

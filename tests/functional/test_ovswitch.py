@@ -348,7 +348,7 @@ def test_alias_attach_and_detach_change_only_the_parents_flows(host):
     assert "VLANs" not in done.stderr.decode()  # an alias changes no port setting
     flows = host.ovs.flows("ovsw17")
     parent = host.ovs.ofport("one-39-0")
-    assert any(f"nw_src=10.9.0.7" in f and f"in_port={parent}" in f for f in flows)
+    assert any("nw_src=10.9.0.7" in f and f"in_port={parent}" in f for f in flows)
     assert any("dl_src=02:00:0a:09:00:07" in f for f in flows)
     assert [f for f in flows if "0x4f4e000000270001" in f] == \
         [f for f in before if "0x4f4e000000270001" in f]

@@ -4,7 +4,7 @@ import os
 
 import click
 
-from .run import TREE, VM, default_tree, vm_stdin
+from .run import action_arguments, default_tree, vm_stdin
 
 # front-end actions call a provider and another host: no local plan to show
 FRONT_END = {("elastic", "post"), ("elastic", "clean")}
@@ -32,11 +32,7 @@ def plan_action(driver, action, args, stdin, tree):
 
 
 @click.command(name="plan", context_settings={"ignore_unknown_options": True})
-@click.argument("driver")
-@click.argument("action")
-@click.argument("args", nargs=-1)
-@VM
-@TREE
+@action_arguments
 @click.option("--json", "as_json", is_flag=True, help="the changes as a JSON list")
 def command(driver, action, args, vm_file, tree, as_json):
     """What DRIVER ACTION ARGS would change here (links, ports, VLANs, rules and

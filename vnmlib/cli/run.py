@@ -31,12 +31,16 @@ VM = click.option("--vm", "vm_file", required=True, type=click.Path(exists=True,
                   help="the VM: XML (as in onevm show -x or the fixtures) or base64")
 
 
+def action_arguments(command):
+    """DRIVER ACTION [ARGS]... --vm FILE [--tree DIR]: how run and plan name an action."""
+    for decorator in reversed((click.argument("driver"), click.argument("action"),
+                               click.argument("args", nargs=-1), VM, TREE)):
+        command = decorator(command)
+    return command
+
+
 @click.command(name="run", context_settings={"ignore_unknown_options": True})
-@click.argument("driver")
-@click.argument("action")
-@click.argument("args", nargs=-1)
-@VM
-@TREE
+@action_arguments
 @click.option("--python", "python", type=click.Path(exists=True, dir_okay=False),
               help="run the action with this interpreter (default: its #! line, as oned)")
 def command(driver, action, args, vm_file, tree, python):

@@ -4,13 +4,11 @@ status, doctor, gc. Every host change happens in the test's namespace."""
 import json
 import os
 import pwd
-import shutil
 import subprocess
-import tempfile
 
 import pytest
 from helpers import (FIXTURES, PYTHON, REPO, assert_ok, b64, bridge_nic, fixture_bytes, rules_xml,
-                     sh, vm_xml)
+                     sh, unprivileged_user, vm_xml)
 
 VM7 = os.path.join(FIXTURES, "vm7_vnm_reduced.xml")
 USER = "vnmtest"
@@ -43,20 +41,8 @@ def info_lines(done):
 @pytest.fixture
 def synced():
     """A non-root user (oneadmin's stand-in) and a /var/tmp directory for copies."""
-    created = False
-    try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        sh("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER)
-        created = True
-    base = tempfile.mkdtemp(prefix="vnm-sync-", dir="/var/tmp")
-    os.chmod(base, 0o755)
-    try:
+    with unprivileged_user(USER) as base:
         yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-        if created:
-            sh("userdel", USER, check=False)
 
 
 def test_install_then_onehost_sync_copy_runs_on_the_hypervisor_python(ns, synced):
