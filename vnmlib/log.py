@@ -9,12 +9,24 @@ class Log:
         self.stream = stream or sys.stderr
 
     def _write(self, severity, message):
-        for line in str(message).splitlines() or [""]:
-            self.stream.write(f"{severity}: {self.action}: {line}\n")
+        # lines end at "\n" only (as oned reads them), not at the other breaks
+        # str.splitlines() knows (U+0085, U+2028…), which user input may carry
+        for line in str(message).rstrip("\n").split("\n"):
+            self.stream.write(f"{severity}: {self.action}: {_printable(line)}\n")
         self.stream.flush()
 
     def info(self, message):
         self._write("INFO", message)
 
     def error(self, message):
-        self._write("ERROR", message)
+        # one line, always: oned and admins' scripts read the ERROR line (a
+        # library's message may carry line breaks, e.g. lxml's parse errors)
+        self._write("ERROR", " ".join(str(message).split("\n")))
+
+
+def _printable(text):
+    """Control and separator characters (from names in the VM, say) as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else " " if ch in "\t\r" else
+                   ch.encode("unicode_escape").decode("ascii") for ch in text)

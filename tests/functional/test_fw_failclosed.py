@@ -112,3 +112,30 @@ def test_no_window_while_rules_are_replaced(site):
     assert int(answered) == 0, "a denied port answered during an update"
     assert hold.returncode == 0, cut
     assert int(held) > 100  # round trips kept flowing
+
+
+def test_repeated_bad_updates_never_open_a_window(site):
+    """Bad updates (each kind of bad rule) between good ones, while a flood hits a
+    denied port and an established allowed flow keeps round-tripping: every bad one
+    fails with one line, every good one applies, nothing denied ever answers."""
+    fw, ns, _a, b = site
+    flood = subprocess.Popen(["ip", "netns", "exec", b.name, sys.executable, PROBE, "flood",
+                              A_IP, "9000", "4"], stdout=subprocess.PIPE, text=True)
+    hold = subprocess.Popen(["ip", "netns", "exec", b.name, sys.executable, PROBE, "hold",
+                             A_IP, "22", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    outcomes = []
+    bad = [vm_a(rule("TCP", RANGE="22"), bad_rule, OUT_ALL)
+           for bad_rule, _ in BAD_RULES.values()]
+    for i in range(16):
+        stdin = bad[(i // 2) % len(bad)] if i % 2 == 0 else (GOOD_TOO if i % 4 == 1 else GOOD)
+        done = fw.run(ns, "fw", "update_sg", "one-30", stdin=stdin)
+        errors = [line for line in done.stderr.decode().splitlines() if line.startswith("ERROR")]
+        outcomes.append((i % 2 == 0, done.returncode, len(errors)))
+    answered = flood.communicate(timeout=30)[0]
+    held, cut = hold.communicate(timeout=30)
+    assert all((rc, count) == ((1, 1) if is_bad else (0, 0)) for is_bad, rc, count in outcomes), \
+        outcomes
+    assert int(answered) == 0, "a denied port answered while bad updates were refused"
+    assert hold.returncode == 0, cut
+    assert int(held) > 100
