@@ -122,6 +122,8 @@ def copy_tree(remotes, conf=None):
     holding ``conf`` as OpenNebulaNetwork.conf when given, no conf file (the
     built-in defaults) otherwise.
     """
+    if REPO not in sys.path:  # the benches use this too, from bench/
+        sys.path.insert(0, REPO)
     from vnmlib.install import install
 
     remotes = str(remotes)
