@@ -35,11 +35,12 @@ def main():
     summary, verdicts = {}, {}
     for name, runs, quick, extra in BENCHES:
         print(f"\n### {name}", flush=True)
+        path = os.path.join(OUT, name.replace(".py", ".json"))
+        started = os.path.getmtime(path) if os.path.exists(path) else None
         done = subprocess.run([sys.executable, os.path.join(HERE, name), "-n",
                                str(quick if args.quick else runs), *extra], check=False)
         verdicts[name] = "budgets met" if done.returncode == 0 else f"exit {done.returncode}"
-        path = os.path.join(OUT, name.replace(".py", ".json"))
-        if os.path.exists(path):
+        if os.path.exists(path) and os.path.getmtime(path) != started:  # written by this run
             with open(path, encoding="utf-8") as handle:
                 summary[name] = json.load(handle)["results"]
     print(f"\n{'benchmark':<22}{'case':<62}{'median':>10}")
@@ -47,6 +48,8 @@ def main():
         for case, figures in results.items():
             print(f"{name:<22}{case[:61]:<62}{figures['median'] * 1000:>8.1f}ms")
         print(f"{name:<22}{'-> ' + verdicts[name]:<62}")
+    for name in verdicts.keys() - summary.keys():
+        print(f"{name:<22}{'-> ' + verdicts[name] + ', no results':<62}")
     with open(os.path.join(OUT, "summary.json"), "w", encoding="utf-8") as handle:
         json.dump({"verdicts": verdicts, "results": summary}, handle, indent=2)
     return 0 if all(v == "budgets met" for v in verdicts.values()) else 1
