@@ -88,13 +88,20 @@ def test_update_sg_with_the_same_rules_changes_nothing(site):
     assert state(fw, ns) == before
 
 
-def test_no_window_while_rules_are_replaced(site):
-    fw, ns, _a, b = site
+def traffic(b):
+    """From the peer, for 4 s: a connection attempt to denied port 9000 every 2 ms, and
+    one established connection to allowed port 22 kept round-tripping."""
     flood = subprocess.Popen(["ip", "netns", "exec", b.name, sys.executable, PROBE, "flood",
                               A_IP, "9000", "4"], stdout=subprocess.PIPE, text=True)
     hold = subprocess.Popen(["ip", "netns", "exec", b.name, sys.executable, PROBE, "hold",
                              A_IP, "22", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
+    return flood, hold
+
+
+def test_no_window_while_rules_are_replaced(site):
+    fw, ns, _a, b = site
+    flood, hold = traffic(b)
     failures = []
 
     def updates():
@@ -119,11 +126,7 @@ def test_repeated_bad_updates_never_open_a_window(site):
     denied port and an established allowed flow keeps round-tripping: every bad one
     fails with one line, every good one applies, nothing denied ever answers."""
     fw, ns, _a, b = site
-    flood = subprocess.Popen(["ip", "netns", "exec", b.name, sys.executable, PROBE, "flood",
-                              A_IP, "9000", "4"], stdout=subprocess.PIPE, text=True)
-    hold = subprocess.Popen(["ip", "netns", "exec", b.name, sys.executable, PROBE, "hold",
-                             A_IP, "22", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    flood, hold = traffic(b)
     outcomes = []
     bad = [vm_a(rule("TCP", RANGE="22"), bad_rule, OUT_ALL)
            for bad_rule, _ in BAD_RULES.values()]
