@@ -120,18 +120,31 @@ class BridgeUsers:
         return os.path.join(self.base, bridge)
 
     def users(self, bridge):
+        from . import plan
+
         try:
-            return set(os.listdir(self._dir(bridge)))
+            found = set(os.listdir(self._dir(bridge)))
         except FileNotFoundError:
-            return set()
+            found = set()
+        if plan.active():
+            added, removed = plan.records(self._dir(bridge))
+            found = (found | added) - removed
+        return found
 
     def add(self, bridge, user):
         """Record ``user``; True when the record is new (so a rollback may remove it)."""
         from . import plan
 
+        if plan.active():  # vnm plan: remembered for this action's later decisions only
+            if user in self.users(bridge):
+                return False
+            added, removed = plan.records(self._dir(bridge))
+            added.add(user)
+            removed.discard(user)
+            return True
         directory = self._dir(bridge)
         path = os.path.join(directory, user)
-        if os.path.exists(path) or plan.active():
+        if os.path.exists(path):
             return False
         _ensure_dir(directory)
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
@@ -141,6 +154,9 @@ class BridgeUsers:
         from . import plan
 
         if plan.active():
+            added, removed = plan.records(self._dir(bridge))
+            added.discard(user)
+            removed.add(user)
             return
         try:
             os.unlink(os.path.join(self._dir(bridge), user))

@@ -10,6 +10,7 @@ cannot drift; the plan's lines are the INFO lines the real run logs.
 import contextlib
 
 _lines = None
+_records = {}
 
 
 def active():
@@ -20,12 +21,20 @@ def record(line):
     _lines.append(str(line))
 
 
+def records(key):
+    """(added, removed): the planned changes to one directory of records, so that
+    later decisions of the same action (delete the bridge?) see them."""
+    return _records.setdefault(key, (set(), set()))
+
+
 @contextlib.contextmanager
 def recording():
     """Collect the planned changes (a list, filled while the block runs)."""
     global _lines
     _lines = []
+    _records.clear()
     try:
         yield _lines
     finally:
         _lines = None
+        _records.clear()

@@ -23,8 +23,9 @@ def vnm(ns, *args, env=None):
 
 def state(ns):
     """Everything an action could change in the namespace, as text."""
-    links = sorted((l["ifname"], l.get("master"), tuple(l["flags"]))
-                   for l in json.loads(ns.ip("-j", "link", "show")))
+    # up or down, not the carrier flags the kernel settles asynchronously
+    links = sorted((link["ifname"], link.get("master"), "UP" in link["flags"])
+                   for link in json.loads(ns.ip("-j", "link", "show")))
     records = sorted(os.walk(os.path.join(ns.run_dir, "users")))  # locks and caches aside
     tables = [line for tool in ("iptables-save", "ip6tables-save")
               for line in ns.exec(tool).splitlines() if not line.startswith("#")]
@@ -127,6 +128,17 @@ def test_plan_changes_nothing_and_equals_the_run(ns):
     # nothing left to do: the plan says so
     again = vnm(ns, "plan", "bridge", "pre", "--vm", VM7)
     assert again.stdout.strip() == "nothing to change"
+    # the VM goes: each clean's plan (rules, records, bridges deleted) is what it does
+    for i in (1, 2):
+        ns.ip("link", "del", f"one-7-{i}")
+    for driver in ("fw", "vxlan", "bridge"):
+        before = state(ns)
+        planned = vnm(ns, "plan", driver, "clean", "node1", "--vm", VM7, "--json")
+        assert planned.returncode == 0, planned.stderr
+        assert state(ns) == before
+        done = assert_ok(ns.run(driver, "clean", "node1", stdin=vm7))
+        assert json.loads(planned.stdout) == info_lines(done), driver
+        assert json.loads(planned.stdout)
 
 
 # -- status, gc --------------------------------------------------------------------------
