@@ -18,7 +18,6 @@ from .locks import BridgeUsers
 _BASE = re.compile(r"^one-(\d+)-(\d+)(?:-|$)")
 _CHAIN = re.compile(r"^-N (one-(\d+)-(\d+)-[io])$")
 _RULE = re.compile(r"^-A (one-\d+-\d+-[io]) ")
-COOKIE_TAG = 0x4F4E
 
 
 def _base_ids(name):
@@ -129,7 +128,7 @@ def _records(inv):
 
 
 def _ovs(inv):
-    from . import ovs, ovsdb
+    from . import ovs, ovs_flows, ovsdb
 
     if not os.path.exists(ovsdb.socket_path()):
         return
@@ -142,9 +141,9 @@ def _ovs(inv):
                 inv.nic(*ids).ovs_port = bridge
         out = ovs.ofctl(["--no-names", "dump-flows", bridge], f"reading flows of {bridge}")
         for match in re.finditer(r"cookie=0x([0-9a-f]+)", out):
-            value = int(match.group(1), 16)
-            if value >> 48 == COOKIE_TAG:
-                inv.nic((value >> 16) & 0xFFFFFFFF, value & 0xFFFF).ovs_flows += 1
+            ids = ovs_flows.ids_of(int(match.group(1), 16))
+            if ids:
+                inv.nic(*ids).ovs_flows += 1
 
 
 def read():

@@ -42,8 +42,19 @@ def note(nic):
 
 
 def cookie(nic):
-    vm_id, nic_id = _ids(nic)
+    return cookie_of(*_ids(nic))
+
+
+def cookie_of(vm_id, nic_id):
+    """``0x4f4e<vm:32><nic:16>``; :func:`ids_of` reads one back."""
     return (COOKIE_TAG << 48) | (vm_id << 16) | nic_id
+
+
+def ids_of(value):
+    """(vm_id, nic_id) of one of vnm's cookies, None for any other cookie."""
+    if value >> 48 != COOKIE_TAG:
+        return None
+    return (value >> 16) & 0xFFFFFFFF, value & 0xFFFF
 
 
 def _yes(element, attribute):

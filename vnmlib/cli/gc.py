@@ -78,7 +78,7 @@ class _Ctx:
 
 
 def apply_gc(removals, conf, log):
-    from .. import firewall, ovs, steps
+    from .. import firewall, ovs, ovs_flows, steps
     from ..locks import BridgeUsers, LinkLocks
 
     bases = [thing for _, _, what, thing in removals if what == "firewall"]
@@ -86,7 +86,7 @@ def apply_gc(removals, conf, log):
         firewall.apply(_Ctx(conf, log), remove=bases)
     for vm_id, nic_id, what, thing in removals:
         if what == "ovs flows":
-            cookie = (0x4F4E << 48) | (vm_id << 16) | nic_id
+            cookie = ovs_flows.cookie_of(vm_id, nic_id)
             for bridge in ovs.read_state().bridges:
                 ovs.ofctl(["del-flows", bridge, f"cookie={cookie:#x}/-1"], f"flows of {thing}")
         elif what == "ovs port":

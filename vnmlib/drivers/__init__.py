@@ -47,3 +47,10 @@ def security_groups():
 
 def succeed(ctx):
     """Actions with nothing to do on this driver: exit 0, hooks still run."""
+
+
+def action_table(pre, post, clean, update_sg, update_nic, **more):
+    """A driver's ``ACTIONS``: the five VM actions, ``more`` (elastic's remote
+    ones), and vnet_create / vnet_delete, which no driver here has work for."""
+    return {"pre": pre, "post": post, "clean": clean, "update_sg": update_sg,
+            "update_nic": update_nic, **more, "vnet_create": succeed, "vnet_delete": succeed}

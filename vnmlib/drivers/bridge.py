@@ -7,7 +7,7 @@ bridge (fw) reuse them for their own NICs.
 from .. import linux_bridge, steps, sysfs
 from ..locks import LinkLocks
 from ..naming import check_ifname, old_vlan_ranges
-from . import privileged, succeed
+from . import action_table, privileged, succeed
 
 
 @privileged
@@ -82,12 +82,4 @@ def _retrunk(vm, nic, old_text):
     return linux_bridge.plan_trunk(nic.bridge, ports, new, remove)
 
 
-ACTIONS = {
-    "pre": pre,
-    "post": post,
-    "clean": clean,
-    "update_sg": succeed,
-    "update_nic": update_nic,
-    "vnet_create": succeed,
-    "vnet_delete": succeed,
-}
+ACTIONS = action_table(pre, post, clean, succeed, update_nic)

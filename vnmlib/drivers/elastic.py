@@ -8,7 +8,7 @@ front-end, ``clean.d`` on the host (by ``remote_clean``).
 """
 
 from ..errors import VnmError
-from . import bridge, privileged, security_groups, succeed
+from . import action_table, bridge, privileged, security_groups, succeed
 
 
 def _targets(ctx):
@@ -137,14 +137,6 @@ def update_sg(ctx):
     security_groups().update_sg(ctx, bridged=False)
 
 
-ACTIONS = {
-    "pre": bridge.pre,  # reference NoVLANDriver: the bridge (and PHYDEV)
-    "post": post,
-    "clean": clean,
-    "remote_post": remote_post,
-    "remote_clean": remote_clean,
-    "update_sg": update_sg,
-    "update_nic": succeed,
-    "vnet_create": succeed,
-    "vnet_delete": succeed,
-}
+# pre: the reference's NoVLANDriver, i.e. the bridge (and PHYDEV)
+ACTIONS = action_table(bridge.pre, post, clean, update_sg, succeed,
+                       remote_post=remote_post, remote_clean=remote_clean)

@@ -1,6 +1,6 @@
 """fw: the bridge driver plus security groups and MAC/IP anti-spoofing (reference §2.3)."""
 
-from . import bridge, privileged, security_groups, succeed
+from . import action_table, bridge, privileged, security_groups
 
 pre = bridge.pre  # identical to bridge/pre (reference NoVLANDriver)
 update_nic = bridge.update_nic
@@ -23,12 +23,4 @@ def update_sg(ctx):
     security_groups().update_sg(ctx)
 
 
-ACTIONS = {
-    "pre": pre,
-    "post": post,
-    "clean": clean,
-    "update_sg": update_sg,
-    "update_nic": update_nic,
-    "vnet_create": succeed,
-    "vnet_delete": succeed,
-}
+ACTIONS = action_table(pre, post, clean, update_sg, update_nic)

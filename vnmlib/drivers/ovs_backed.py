@@ -7,7 +7,7 @@ They differ in the uplink (:class:`~vnmlib.ovs_switch.OvsNeed`: PHYDEV, or
 
 from .. import ovs_switch
 from ..errors import VnmError
-from . import privileged, succeed
+from . import action_table, privileged
 
 
 def actions(need_type, uplink_keys):
@@ -35,12 +35,4 @@ def actions(need_type, uplink_keys):
     def update_nic(ctx):
         ovs_switch.update(ctx, need_type, uplink_keys)
 
-    return {
-        "pre": pre,
-        "post": post,
-        "clean": clean,
-        "update_sg": update_sg,
-        "update_nic": update_nic,
-        "vnet_create": succeed,
-        "vnet_delete": succeed,
-    }
+    return action_table(pre, post, clean, update_sg, update_nic)

@@ -6,7 +6,7 @@ and in whether the network has bridge VLAN filters (802.1Q: QinQ ``CVLANS`` and
 """
 
 from .. import vlan_bridge
-from . import privileged, security_groups, succeed
+from . import action_table, privileged, security_groups
 
 
 def actions(need_type, vlan_filters):
@@ -37,12 +37,4 @@ def actions(need_type, vlan_filters):
     def update_nic(ctx):
         vlan_bridge.update(ctx, need_type, filters=vlan_filters)
 
-    return {
-        "pre": pre,
-        "post": post,
-        "clean": clean,
-        "update_sg": update_sg,
-        "update_nic": update_nic,
-        "vnet_create": succeed,
-        "vnet_delete": succeed,
-    }
+    return action_table(pre, post, clean, update_sg, update_nic)
