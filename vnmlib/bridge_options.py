@@ -55,11 +55,15 @@ def _number(option, value, factor, what):
         raise InputError(f"{what}: vlan_protocol {value!r} is not 802.1Q or 802.1ad")
     if text in _BOOLEANS:
         return _BOOLEANS[text]
+    # ASCII numerals only: float() and int() also take other scripts' digits and "_"
+    if not text.isascii() or "_" in text or len(text) > 32:
+        raise InputError(f"{what}: bridge option {option}={value!r} is not a number")
     try:
         number = float(text) * factor if factor != 1 else int(text, 0)
     except ValueError:
         raise InputError(f"{what}: bridge option {option}={value!r} is not a number") from None
-    if number < 0 or number != int(number):
+    # the kernel's values are u32; "inf" and "nan" parse as floats and fail here too
+    if not 0 <= number <= 2 ** 32 - 1 or number != int(number):
         raise InputError(f"{what}: bridge option {option}={value!r} is out of range")
     return int(number)
 

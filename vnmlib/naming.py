@@ -2,14 +2,20 @@
 
 import re
 
-from .errors import InputError
+from .errors import InputError, shown
 
 # Linux refuses names of IFNAMSIZ (16) bytes or more, names with '/', ':' or
 # whitespace, and "." / "..". We also refuse control characters and shell/glob
 # metacharacters so that a name is always safe to show in a log line or hand to
 # an admin's hook as an argument.
 IFNAMSIZ_MAX = 15
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.@+-]+$")
+_IFNAME_RE = re.compile(r"[A-Za-z0-9_.@+-]+")
+
+# oned's ids are integers; vnm bounds them so that every name made from them
+# fits: the OVS cookie holds 32 bits of VM ID and 16 of NIC ID, and the longest
+# chain, one-4294967295-65535-snat, is 25 bytes (iptables allows 28).
+VM_ID_MAX = 2 ** 32 - 1
+NIC_ID_MAX = 2 ** 16 - 1
 
 
 def check_ifname(name, what):
@@ -21,12 +27,12 @@ def check_ifname(name, what):
         raise InputError(f"{what} is empty")
     if len(name.encode()) > IFNAMSIZ_MAX:
         raise InputError(
-            f"{what} {name!r} is {len(name.encode())} bytes; Linux interface "
+            f"{what} {shown(name)} is {len(name.encode())} bytes; Linux interface "
             f"names are at most {IFNAMSIZ_MAX}"
         )
-    if name in (".", "..") or not _IFNAME_RE.match(name):
+    if name in (".", "..") or not _IFNAME_RE.fullmatch(name):
         raise InputError(
-            f"{what} {name!r} is not a valid interface name "
+            f"{what} {shown(name)} is not a valid interface name "
             "(letters, digits and _ . @ + - only)"
         )
     return name
@@ -42,7 +48,9 @@ def checked_vlan_device_name(phydev, vlan_id, what):
     return check_ifname(vlan_device_name(phydev, vlan_id), what)
 
 
-_RANGE_RE = re.compile(r"^\d+(\s*[,-]\s*\d+)*$")
+# ASCII digits and blanks only (re.ASCII: \d and \s would take any script's);
+# a VID has at most 4 digits, so 10 leaves room for a clear range error
+_RANGE_RE = re.compile(r"[0-9]{1,10}(\s*[,-]\s*[0-9]{1,10})*", re.ASCII)
 
 
 def parse_vlan_ranges(text, what):
@@ -52,11 +60,11 @@ def parse_vlan_ranges(text, what):
     must be usable on a bridge port: 1..4094 (0 and 4095 are reserved by 802.1Q).
     """
     text = (text or "").strip()
-    if not _RANGE_RE.match(text):
-        raise InputError(f"{what} {text!r} is not a VLAN list such as '10,20-22'")
+    if not _RANGE_RE.fullmatch(text):
+        raise InputError(f"{what} {shown(text)} is not a VLAN list such as '10,20-22'")
     vids = []
-    for part in re.split(r"\s*,\s*", text):
-        bounds = [int(b) for b in re.split(r"\s*-\s*", part)]
+    for part in re.split(r"\s*,\s*", text, flags=re.ASCII):
+        bounds = [int(b) for b in re.split(r"\s*-\s*", part, flags=re.ASCII)]
         if len(bounds) > 2:
             raise InputError(f"{what} {text!r}: {part!r} is not a range")
         low, high = min(bounds), max(bounds)

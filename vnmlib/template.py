@@ -9,11 +9,25 @@ them (``iterfind('TEMPLATE/NIC')``), never ``find('TEMPLATE')``.
 import binascii
 import re
 
-from .errors import InputError
+from .addresses import parse_address
+from .errors import InputError, shown
 from .limits import MAX_STDIN_BYTES
-from .naming import check_ifname, parse_vlan_ranges
+from .naming import NIC_ID_MAX, VM_ID_MAX, check_ifname, parse_vlan_ranges
 
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+# Integers as oned writes them: ASCII digits (int() would also take other
+# scripts' digits, "_" and blanks). 20 digits hold any 64-bit value; longer
+# text is refused before int() (which refuses more than 4300 digits anyway).
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+
+# Every address attribute vnm reads, with its family: each is checked on
+# every NIC and alias of the running driver, whichever of them the driver
+# uses, so a hostile value is refused the same way everywhere (SPEC §7).
+ADDRESS_ATTRIBUTES = (("IP", 4), ("VROUTER_IP", 4), ("EXTERNAL_IP", 4), ("GATEWAY", 4),
+                      ("IP6", 6), ("IP6_GLOBAL", 6), ("IP6_ULA", 6), ("IP6_LINK", 6),
+                      ("VROUTER_IP6", 6), ("VROUTER_IP6_GLOBAL", 6), ("VROUTER_IP6_ULA", 6),
+                      ("VROUTER_IP6_LINK", 6))
 
 
 def decode_base64(data):
@@ -99,7 +113,10 @@ class Nic(_Element):
     @property
     def label(self):
         """How error lines name this NIC: ``NIC 1``, ``NIC_ALIAS 3``, ``PCI 4``."""
-        return f"{self.kind} {self.attrs.get('NIC_ID', '?')}"
+        nic_id = self.get("NIC_ID", "?")
+        if nic_id != "?" and not _INTEGER.fullmatch(nic_id):
+            nic_id = shown(nic_id)  # the user's text: quoted, escaped, cut
+        return f"{self.kind} {nic_id}"
 
     def int_attr(self, name, low=None, high=None, required=True):
         value = self.get(name)
@@ -107,10 +124,9 @@ class Nic(_Element):
             if required:
                 raise InputError(f"{self.label}: {name} is missing")
             return None
-        try:
-            number = int(value, 10)
-        except ValueError:
-            raise InputError(f"{self.label}: {name} {value!r} is not an integer") from None
+        if not _INTEGER.fullmatch(value):
+            raise InputError(f"{self.label}: {name} {shown(value)} is not an integer")
+        number = int(value, 10)
         if (low is not None and number < low) or (high is not None and number > high):
             raise InputError(f"{self.label}: {name} {number} is out of range {low}..{high}")
         return number
@@ -118,17 +134,28 @@ class Nic(_Element):
     def ip_address(self, name, version):
         """Attribute ``name`` as an IPv``version`` address (ipaddress object); None when unset."""
         text = self.get(name)
-        if not text:
-            return None
-        import ipaddress  # only the actions that filter by address pay for it
+        return parse_address(text, version, f"{self.label}: {name}") if text else None
 
-        try:
-            address = ipaddress.ip_address(text)
-        except ValueError:
-            raise InputError(f"{self.label}: {name} {text!r} is not an IP address") from None
-        if address.version != version:
-            raise InputError(f"{self.label}: {name} {text!r} is not an IPv{version} address")
-        return address
+    def mac_attr(self, why=""):
+        """``MAC`` in lower case, validated ("" when unset); ``why`` ends the error line."""
+        mac = self.get("MAC")
+        if mac and not _MAC.fullmatch(mac):
+            raise InputError(f"{self.label}: MAC {shown(mac)} is not a MAC address{why}")
+        return mac.lower()
+
+    def check_attributes(self):
+        """Type what any driver reads of this element, so that a bad value fails every action.
+
+        Addresses, MAC and TARGET feed restore, ipset and OpenFlow scripts;
+        NIC_ID the chain, set and flow names.
+        """
+        self.int_attr("NIC_ID", 0, NIC_ID_MAX)
+        for name, version in ADDRESS_ATTRIBUTES:
+            self.ip_address(name, version)
+        self.mac_attr()
+        if self.get("TARGET"):
+            self.ifname_attr("TARGET")
+        return self
 
     def ifname_attr(self, name, required=True):
         value = self.get(name)
@@ -138,7 +165,7 @@ class Nic(_Element):
 
     @property
     def nic_id(self):
-        return self.int_attr("NIC_ID", 0)
+        return self.int_attr("NIC_ID", 0, NIC_ID_MAX)
 
     @property
     def vn_mad(self):
@@ -164,7 +191,7 @@ class Nic(_Element):
 
     @property
     def parent_id(self):
-        return self.int_attr("PARENT_ID", 0)
+        return self.int_attr("PARENT_ID", 0, NIC_ID_MAX)
 
     @property
     def network_id(self):
@@ -194,8 +221,9 @@ class VM:
 
     def __init__(self, root):
         vm_id = _text(root.find("ID"))
-        if not vm_id.isdigit():
-            raise InputError(f"VM ID {vm_id!r} is missing or not an integer")
+        if not re.fullmatch(r"[0-9]{1,10}", vm_id) or int(vm_id) > VM_ID_MAX:
+            raise InputError(f"VM ID {shown(vm_id)} is missing or not an integer in "
+                             f"0..{VM_ID_MAX}")
         self.id = int(vm_id)
         self.deploy_id = _text(root.find("DEPLOY_ID"))
         self.nics = [Nic("NIC", _leaf_attributes(e), self.id) for e in root.iterfind("TEMPLATE/NIC")]
@@ -223,12 +251,22 @@ class VM:
         return check_ifname(f"one-{self.id}-{nic.nic_id}", f"{nic.label}: tap")
 
     def driver_nics(self, driver):
-        """NICs with ``VN_MAD=driver`` (SPEC §2); the driver's PCI devices are in ``pcis``."""
-        return [n for n in self.nics if n.vn_mad == driver]
+        """NICs with ``VN_MAD=driver`` (SPEC §2); the driver's PCI devices are in ``pcis``.
+
+        These NICs and their aliases have their attributes checked here, so
+        that whatever part of them an action reads, a hostile value fails it.
+        """
+        nics = [n.check_attributes() for n in self.nics if n.vn_mad == driver]
+        mine = {n.nic_id for n in nics}
+        for alias in self.aliases:
+            # parent_id refuses an unreadable PARENT_ID: such an alias could be one of ours
+            if alias.parent_id in mine:
+                alias.check_attributes()
+        return nics
 
     def driver_aliases(self, driver):
         """Aliases whose *parent* NIC belongs to ``driver`` (SPEC decision 3)."""
-        mine = {n.get("NIC_ID") for n in self.nics if n.vn_mad == driver}
+        mine = {n.get("NIC_ID") for n in self.driver_nics(driver)}
         return [a for a in self.aliases if a.get("PARENT_ID") in mine]
 
     def hotplugged(self):
@@ -249,7 +287,7 @@ class VM:
         if plugged is None:
             return self.driver_nics(driver)
         if plugged.kind == "NIC" and plugged.vn_mad == driver:
-            return [plugged]
+            return [plugged.check_attributes()]
         return []
 
 

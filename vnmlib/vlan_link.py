@@ -106,10 +106,11 @@ class DeviceSpec:
 
 
 def _int_setting(value, what, low, high):
-    try:
-        number = int(str(value).strip(), 10)
-    except ValueError:
-        raise InputError(f"{what} {value!r} is not an integer") from None
+    text = str(value).strip()
+    # ASCII digits only (int() also takes other scripts' digits, "_" and signs)
+    if not (text.isascii() and text.removeprefix("-").isdigit() and len(text) <= 20):
+        raise InputError(f"{what} {value!r} is not an integer")
+    number = int(text, 10)
     if not low <= number <= high:
         raise InputError(f"{what} {number} is out of range {low}..{high}")
     return number
@@ -292,7 +293,8 @@ def plan_device_link(view, spec):
         existing = reader.link(spec.name)
         if existing is None:
             view.planned_devices.add(spec.name)
-            planned += [steps.CreateLink(spec), steps.LinkUp(spec.name)]
+            planned += [steps.CreateLink(spec), steps.Ipv6Quiet(spec.name, label),
+                        steps.LinkUp(spec.name)]
         else:
             wrong = spec.differences(existing, phy.index)
             if wrong:

@@ -71,7 +71,7 @@ def test_ipsec_is_esp_and_protocol_is_case_insensitive():
     ({"PROTOCOL": ""}, "PROTOCOL"),
     ({"RULE_TYPE": "SIDEWAYS"}, "RULE_TYPE"),
     ({"IP": "10.0.0.300", "SIZE": "1"}, "not an IP address"),
-    ({"IP": "fd00::1", "SIZE": "1"}, "not an IPv4"),
+    ({"IP6": "10.0.0.1", "SIZE": "1"}, "not an IPv6"),
     ({"IP6": "10.0.0.1", "SIZE": "1"}, "not an IPv6"),
     ({"IP": "10.0.0.1"}, "has no SIZE"),
     ({"SIZE": "4"}, "has no IP"),
@@ -176,7 +176,7 @@ def test_bad_nic_attributes_are_named_errors(attr, value, needle):
 def test_overlong_ipset_name_is_refused_before_anything_changes():
     vm = parse_vm(fixture_bytes("vm7_vnm_reduced.b64"))
     vm.id = 123456789012
-    with pytest.raises(InputError, match="ipset name .* characters"):
+    with pytest.raises(InputError, match="ipset name .* bytes"):
         build(vm, 1)
 
 
@@ -229,3 +229,12 @@ def test_restore_text_is_one_transaction():
                                    ("delete_chain", "one-7-1-o")])
     assert text == ("*filter\n-N opennebula\n:one-7-1-i - [0:0]\n-A one-7-1-i -j DROP\n"
                     "-I INPUT -j one-7-1-i\n-D INPUT -j one-7-1-o\n-X one-7-1-o\nCOMMIT\n")
+
+
+def test_an_ipv6_address_in_ip_is_an_ipv6_network_rule():
+    """oned accepts IP=<IPv6> + SIZE; the reference's to_nets makes IPv6 CIDRs of it."""
+    rule = parse_rule({"PROTOCOL": "TCP", "RULE_TYPE": "INBOUND",
+                       "SECURITY_GROUP_ID": "100", "IP": "2001:db8:161::",
+                       "SIZE": "65537"}, 0)
+    assert [str(n) for n in rule.nets_of(6)] == ["2001:db8:161::/112", "2001:db8:161::1:0/128"]
+    assert rule.nets_of(4) == []

@@ -10,6 +10,8 @@ removing them never needs the provider's help.
 
 import ipaddress
 
+from ..naming import check_ifname
+
 
 def _ip(value, what):
     try:
@@ -22,7 +24,8 @@ class Address:
     """``address/prefixlen`` on the host interface ``device`` (the host answers for it)."""
 
     def __init__(self, device, address, prefixlen=32):
-        self.device = str(device)
+        # a name for netlink, a lock file and the iptables "-o" of the rules
+        self.device = check_ifname(str(device), "provider interface")
         self.address = _ip(address, "Address")
         self.prefixlen = int(prefixlen)
         if not 0 < self.prefixlen <= 32:
@@ -49,7 +52,7 @@ class Snat:
     def __init__(self, ip, external_ip, device=None):
         self.ip = _ip(ip, "Snat ip")
         self.external_ip = _ip(external_ip, "Snat external_ip")
-        self.device = str(device) if device else None
+        self.device = check_ifname(str(device), "provider interface") if device else None
 
     def rule(self):
         out = ("-o", self.device) if self.device else ()

@@ -11,7 +11,8 @@ fails the action with the rule named, and the previous protection stays.
 import ipaddress
 import re
 
-from ..errors import InputError
+from ..addresses import parse_address
+from ..errors import InputError, shown
 
 # PROTOCOL -> the name iptables and the ipset names use; IPSEC is ESP (reference).
 PROTOCOLS = {"ALL": "all", "TCP": "tcp", "UDP": "udp", "ICMP": "icmp",
@@ -30,11 +31,17 @@ ICMPV6_CODES = {1: (0, 1, 2, 3, 4, 5, 6, 7), 3: (0, 1), 4: (0, 1, 2, 3),
 MULTIPORT_SLOTS = 15
 
 # Where a rule's network comes from, in the reference's order.
-ADDRESS_FIELDS = (("IP", 4), ("IP6_GLOBAL", 6), ("IP6_ULA", 6), ("IP6", 6))
+# a rule's first address and its family; IP's is its own (None): oned accepts an IPv6
+# address there, and the reference's to_nets puts its CIDRs in the IPv6 sets and chains
+ADDRESS_FIELDS = (("IP", None), ("IP6_GLOBAL", 6), ("IP6_ULA", 6), ("IP6", 6))
 
-_PORT_ITEM = re.compile(r"^(\d+)(?::(\d+))?$")
-_ICMP_TYPE = re.compile(r"^(\d+)(?:/(\d+))?$")
-_SG_ID = re.compile(r"^\d+$")
+# ASCII digits only (\d would take any script's digits into ipset names), and
+# few of them: ports have 5, ICMP types 3, oned's ids 10 (they are ints), a
+# SIZE no more than the IPv6 space's 39.
+_PORT_ITEM = re.compile(r"([0-9]{1,6})(?::([0-9]{1,6}))?")
+_ICMP_TYPE = re.compile(r"([0-9]{1,4})(?:/([0-9]{1,4}))?")
+_SG_ID = re.compile(r"[0-9]{1,10}")
+_SIZE = re.compile(r"[0-9]{1,40}")
 
 # Rules of a NIC without SECURITY_GROUPS: security group 0, allow everything
 # (the reference's EMPTY_RULES), for that NIC only (SPEC decision 5).
@@ -100,9 +107,9 @@ def _fail(label, message):
 def _parse_ports(label, text):
     items = []
     for item in text.replace(" ", "").split(","):
-        match = _PORT_ITEM.match(item)
+        match = _PORT_ITEM.fullmatch(item)
         if not match:
-            _fail(label, f"RANGE {text!r}: {item!r} is not a port or a low:high range")
+            _fail(label, f"RANGE {shown(text)}: {shown(item)} is not a port or a low:high range")
         low = int(match.group(1))
         high = int(match.group(2)) if match.group(2) is not None else low
         if high > 65535:
@@ -114,9 +121,9 @@ def _parse_ports(label, text):
 
 
 def _parse_icmp(label, name, text):
-    match = _ICMP_TYPE.match(text)
+    match = _ICMP_TYPE.fullmatch(text)
     if not match:
-        _fail(label, f"{name} {text!r} is not a type or type/code")
+        _fail(label, f"{name} {shown(text)} is not a type or type/code")
     icmp_type = int(match.group(1))
     code = int(match.group(2)) if match.group(2) is not None else None
     if icmp_type > 255 or (code is not None and code > 255):
@@ -130,20 +137,15 @@ def _parse_nets(label, get):
     if not size_text and not addresses:
         return None  # not a network rule
     if not size_text:
-        _fail(label, f"{addresses[0][0]} {addresses[0][2]!r} has no SIZE")
+        _fail(label, f"{addresses[0][0]} {shown(addresses[0][2])} has no SIZE")
     if not addresses:
-        _fail(label, f"SIZE {size_text!r} has no IP, IP6, IP6_GLOBAL or IP6_ULA")
-    if not size_text.isdigit() or int(size_text) < 1:
-        _fail(label, f"SIZE {size_text!r} is not a positive integer")
+        _fail(label, f"SIZE {shown(size_text)} has no IP, IP6, IP6_GLOBAL or IP6_ULA")
+    if not _SIZE.fullmatch(size_text) or int(size_text) < 1:
+        _fail(label, f"SIZE {shown(size_text)} is not a positive integer")
     size = int(size_text)
     nets = []
     for field, family, text in addresses:
-        try:
-            first = ipaddress.ip_address(text)
-        except ValueError:
-            _fail(label, f"{field} {text!r} is not an IP address")
-        if first.version != family:
-            _fail(label, f"{field} {text!r} is not an IPv{family} address")
+        first = parse_address(text, family or (6 if ":" in text else 4), f"{label}: {field}")
         if int(first) + size - 1 > (2 ** first.max_prefixlen) - 1:
             _fail(label, f"{field} {text} + SIZE {size} runs past the end of the address space")
         nets += to_nets(first, size)
@@ -157,17 +159,20 @@ def parse_rule(attrs, position):
 
     sg_id = get("SECURITY_GROUP_ID")
     name = get("SECURITY_GROUP_NAME")
-    label = f"SECURITY_GROUP_RULE {position} (security group {sg_id or '?'}"
-    label += f" {name!r})" if name else ")"
-    if not _SG_ID.match(sg_id):
-        _fail(label, f"SECURITY_GROUP_ID {sg_id!r} is not an integer")
+    valid_id = _SG_ID.fullmatch(sg_id)
+    label = f"SECURITY_GROUP_RULE {position} (security group "
+    label += f"{sg_id if valid_id else shown(sg_id) if sg_id else '?'}"
+    label += f" {shown(name)})" if name else ")"
+    if not valid_id:
+        _fail(label, f"SECURITY_GROUP_ID {shown(sg_id)} is not an integer")
 
-    protocol = PROTOCOLS.get(get("PROTOCOL").upper())
+    # ASCII first: str.upper() turns e.g. a dotless "ı" into "I"
+    protocol = PROTOCOLS.get(get("PROTOCOL").upper()) if get("PROTOCOL").isascii() else None
     if protocol is None:
-        _fail(label, f"PROTOCOL {get('PROTOCOL')!r} is not one of {', '.join(PROTOCOLS)}")
-    direction = DIRECTIONS.get(get("RULE_TYPE").upper())
+        _fail(label, f"PROTOCOL {shown(get('PROTOCOL'))} is not one of {', '.join(PROTOCOLS)}")
+    direction = DIRECTIONS.get(get("RULE_TYPE").upper()) if get("RULE_TYPE").isascii() else None
     if direction is None:
-        _fail(label, f"RULE_TYPE {get('RULE_TYPE')!r} is not INBOUND or OUTBOUND")
+        _fail(label, f"RULE_TYPE {shown(get('RULE_TYPE'))} is not INBOUND or OUTBOUND")
 
     nets = _parse_nets(label, get)
     port_items, icmp_type = [], None
@@ -180,7 +185,7 @@ def parse_rule(attrs, position):
     elif get("RANGE"):
         kind = "portrange"
         if protocol not in ("tcp", "udp"):
-            _fail(label, f"RANGE {get('RANGE')!r} needs PROTOCOL TCP or UDP, not "
+            _fail(label, f"RANGE {shown(get('RANGE'))} needs PROTOCOL TCP or UDP, not "
                          f"{get('PROTOCOL')}")
         port_items = _parse_ports(label, get("RANGE"))
     else:
@@ -207,6 +212,7 @@ def nic_groups(nic, groups):
         return [("0", allow_all)]
     ids = [part.strip() for part in text.split(",")]
     for sg_id in ids:
-        if not _SG_ID.match(sg_id):
-            raise InputError(f"{nic.label}: SECURITY_GROUPS {text!r}: {sg_id!r} is not an id")
+        if not _SG_ID.fullmatch(sg_id):
+            raise InputError(f"{nic.label}: SECURITY_GROUPS {shown(text)}: {shown(sg_id)} "
+                             "is not an id")
     return [(sg_id, groups.get(sg_id, [])) for sg_id in dict.fromkeys(ids)]
