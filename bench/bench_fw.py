@@ -64,7 +64,7 @@ def populate(count, legacy, vm7):
         nic = vm.nics[1]
         nic.attrs = dict(nic.attrs, TARGET=f"one-{vm_id}-1")
         installs += plan(Ctx(vm), [nic], bridged=True)
-    ipset_lines = ipsets.load_script(installs, set())
+    ipset_lines = ipsets.stage_script(installs, set())[0]
     sh("ipset", "restore", "-exist", stdin="\n".join(ipset_lines) + "\n")
     for family in FAMILIES:
         snapshot = transaction.TableSnapshot(False, [], [])  # flushed: bootstrap too

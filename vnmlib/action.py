@@ -29,41 +29,69 @@ ACTIONS = tuple(REQUIRED_ARGS)
 
 
 class Context:
-    """What one action run knows: who it is, its input, and where its tree is."""
+    """What one action run knows: who it is, its input, and where its configuration is.
 
-    def __init__(self, driver, action, argv, stdin, tree, log):
+    ``tree`` is the remotes' ``vnm/`` directory holding ``<driver>/<action>``;
+    the configuration files are read from beside it. In root's sudo helper
+    there is no tree: ``sent`` holds the bytes of the caller's configuration
+    files (:class:`vnmlib.privileged.Sent`), and root opens no file of the
+    caller's.
+    """
+
+    def __init__(self, driver, action, argv, stdin, tree, log, sent=None):
         self.driver = driver
         self.action = action
         self.argv = argv
         self.stdin = stdin
-        self.tree = tree  # the remotes' vnm/ directory holding <driver>/<action>
+        self.tree = tree
         self.log = log
+        self.sent = sent
         self._vm = None
         self._conf = None
 
     @property
     def vm(self):
         if self._vm is None:
+            from .locks import identify
             from .template import parse_vm
 
             self._vm = parse_vm(self.stdin)
+            identify(self.action, self._vm.id)  # named as the holder of its locks
         return self._vm
 
     @property
     def conf(self):
         if self._conf is None:
-            from . import config, locks
+            from . import config, locks, waits
 
-            self._conf = config.load(config.conf_path(self.tree), locks.run_dir_if_writable())
+            cache = locks.run_dir_if_writable()
+            self._conf = (config.load_sent(self.sent.conf, cache) if self.sent else
+                          config.load(config.conf_path(self.tree), cache))
+            waits.configure(self._conf)  # every lock wait and tool run is bounded by it
         return self._conf
+
+    def elastic_settings(self, host, required=True):
+        """The elastic provider settings of ``host`` (None when not ``required`` and
+        elastic.yaml does not exist: the host side needs none, as the reference)."""
+        from .elastic import settings
+        from .locks import run_dir_if_writable
+
+        try:
+            if self.sent:
+                return settings.for_host_sent(self.sent.elastic, host, run_dir_if_writable())
+            return settings.for_host(self.tree, host, run_dir_if_writable())
+        except settings.Missing:
+            if required:
+                raise
+            return None
 
     def int_arg(self, position, name):
         value = self.argv[position] if position < len(self.argv) else None
-        try:
-            return int(value, 10)
-        except (TypeError, ValueError):
+        # ASCII digits only: int() also takes other scripts' digits ("٧")
+        if value is None or not (value.isascii() and value.isdigit() and len(value) <= 10):
             raise VnmError(f"argument {position + 1} ({name}) must be an integer, "
-                           f"got {value!r}") from None
+                           f"got {value!r}")
+        return int(value)
 
 
 def check_argv(action, argv):
@@ -72,13 +100,15 @@ def check_argv(action, argv):
         raise VnmError(f"usage: {action} {' '.join('<' + n + '>' for n in needed)}")
 
 
-def read_stdin():
+def read_stdin(extra=0):
+    """stdin, at most the VM size limit plus ``extra`` bytes (the sudo helper's frame)."""
     # not from .template: the dummy driver never parses and must not pay for lxml or re
     from .limits import MAX_STDIN_BYTES
 
-    data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1) if sys.stdin else b""
-    if len(data) > MAX_STDIN_BYTES:
-        raise VnmError(f"stdin is larger than {MAX_STDIN_BYTES} bytes; refused")
+    limit = MAX_STDIN_BYTES + extra
+    data = sys.stdin.buffer.read(limit + 1) if sys.stdin else b""
+    if len(data) > limit:
+        raise VnmError(f"stdin is larger than {limit} bytes; refused")
     return data
 
 
@@ -107,7 +137,7 @@ def run_driver_action(ctx, handler):
     if getattr(handler, "privileged", False) and os.geteuid() != 0:
         from .privileged import run_through_sudo
 
-        run_through_sudo(ctx)
+        run_through_sudo(ctx, handler)
     else:
         handler(ctx)
 
@@ -118,13 +148,13 @@ def reporting_errors(log, work):
         work()
     except VnmError as exc:
         if str(exc):
-            log.error(exc)
+            log.failed(exc)
         return exc.exit_code
     except KeyboardInterrupt:
-        log.error("interrupted")
+        log.failed("interrupted")
         return 130
     except Exception as exc:  # a bug: still one line for oned, details on demand
-        log.error(f"internal error: {type(exc).__name__}: {exc}")
+        log.failed(f"internal error: {type(exc).__name__}: {exc}")
         if os.environ.get("VNM_DEBUG"):
             import traceback
 

@@ -16,6 +16,7 @@ import marshal
 import os
 
 from .errors import InputError
+from .waits import DEFAULTS as WAIT_DEFAULTS
 
 DEFAULTS = {
     "validate_vlan_id": False,
@@ -28,12 +29,19 @@ DEFAULTS = {
     "vxlan_mtu": 1500,
     "vxlan_tep": "dev",
     "ipset_maxelem": 65536,
+    # vnm's own wire limits (issue 27): connections a NIC may have open (connlimit),
+    # source MACs a NIC without MAC filtering may use (the wire guard's set)
+    "conntrack_limit": 16384,
+    "learned_mac_limit": 256,
     "firewall_backend": "restore",
     "keep_empty_bridge": False,
     "ip_bridge_conf": {},
     "bridge_conf": {},
     "ip_link_conf": {},
     "ovs_bridge_conf": {},
+    # vnm's own: the bounds of every wait (lock_timeout, tool_timeout, xtables_wait,
+    # gc_record_grace), see vnmlib/waits.py
+    **WAIT_DEFAULTS,
 }
 
 CONF_RELATIVE = os.path.join("..", "etc", "vnm", "OpenNebulaNetwork.conf")
@@ -53,56 +61,134 @@ def _strip_symbols(value):
     return value
 
 
-def _parse_yaml(path):
+def _parse_yaml(text, source):
     import yaml
 
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
+        raise InputError(f"{source} is not valid YAML: {exc}".replace("\n", " ")) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a mapping of :key: value, got {type(data).__name__}")
-    return _strip_symbols(data)
+        raise InputError(f"{source}: expected a mapping of :key: value, got {type(data).__name__}")
+    data = _strip_symbols(data)
+    _check_plain(data, source)
+    return data
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _check_plain(value, source, where=""):
+    """Only what YAML's plain types give (mappings, lists, scalars): no dates, no sets.
+
+    The values are data everywhere, root's sudo helper included: the consumers
+    validate each one further (numbers, names, addresses) before using it.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)):
+                raise InputError(f"{source}: {where or 'key'} {key!r} is not a plain name")
+            _check_plain(item, source, f"{where}:{key}" if where else f":{key}:")
+    elif isinstance(value, list):
+        for item in value:
+            _check_plain(item, source, where)
+    elif not isinstance(value, _SCALARS):
+        raise InputError(f"{source}: {where} holds a {type(value).__name__}, "
+                         "not a string, number, boolean, list or mapping")
+
+
+def _check_types(merged, source):
+    """Keys vnm knows keep the type of their default (``:vlan_mtu: [1]`` is refused here)."""
+    for key, default in DEFAULTS.items():
+        value = merged[key]
+        expected = _ACCEPTED[type(default)]
+        if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
+            raise InputError(f"{source}: :{key}: must be a {_TYPE_NAMES[type(default)]}, "
+                             f"got {value!r}")
+
+
+_ACCEPTED = {bool: (bool,), int: (int, float), str: (str,), dict: (dict,)}
+_TYPE_NAMES = {bool: "boolean", int: "number", str: "string", dict: "mapping"}
 
 
 def load(path, cache_dir=None):
     """The conf file merged over :data:`DEFAULTS` (a new dict each call)."""
-    data = read_yaml(path, cache_dir, "conf.marshal")
+    return _merged(read_yaml(path, cache_dir, "conf.marshal"), path)
+
+
+def load_sent(text, cache_dir=None):
+    """As :func:`load`, for the conf file's bytes the sudo helper's caller sent (None: no file)."""
+    return _merged(parse_sent(text, "OpenNebulaNetwork.conf (sent by the caller)", cache_dir,
+                              "conf-sent.marshal"), "OpenNebulaNetwork.conf")
+
+
+def _merged(data, source):
     merged = dict(DEFAULTS)
     for key, value in (data or {}).items():
         # ":ip_link_conf:" with nothing under it is YAML null: keep the empty mapping.
         if value is None and isinstance(DEFAULTS.get(key), dict):
             continue
         merged[key] = value
+    _check_types(merged, source)
     return merged
 
 
 def read_yaml(path, cache_dir, cache_name):
     """The mapping in the YAML file ``path`` (Ruby symbols stripped), None when missing.
 
-    Cached in ``cache_dir/cache_name`` keyed by the file's identity.
+    Cached in ``cache_dir/cache_name`` keyed by the file's identity. Root
+    opens it through root-owned links only (:mod:`vnmlib.safe_paths`).
     """
+    from .safe_paths import open_fd
+
     try:
-        st = os.stat(path)
+        fd = open_fd(path)
     except FileNotFoundError:
         return None
-    key = (path, st.st_ino, st.st_size, st.st_mtime_ns)
-    cache = os.path.join(cache_dir, cache_name) if cache_dir else None
-    if cache:
-        try:
-            with open(cache, "rb") as handle:
-                cached_key, cached = marshal.load(handle)
-            if cached_key == key:
-                return cached
-        except (OSError, EOFError, ValueError, TypeError):
-            pass
-    data = _parse_yaml(path)
-    if cache:
-        _write_cache(cache, key, data)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    with open(fd, "rb") as handle:
+        st = os.fstat(fd)
+        key = (path, st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = _cached(cache_dir, cache_name, key)
+        if cached is not None:
+            return cached[0]
+        data = _parse_yaml(handle.read(), path)
+    _store(cache_dir, cache_name, key, data)
     return data
+
+
+def parse_sent(text, source, cache_dir, cache_name):
+    """A YAML file's bytes received from another process, cached under those bytes
+    (a few kB: comparing them is cheaper than importing hashlib)."""
+    if text is None:
+        return None
+    key = bytes(text)
+    cached = _cached(cache_dir, cache_name, key)
+    if cached is not None:
+        return cached[0]
+    data = _parse_yaml(text, source)
+    _store(cache_dir, cache_name, key, data)
+    return data
+
+
+def _cached(cache_dir, cache_name, key):
+    """``(data,)`` from the cache when it holds ``key``, else None."""
+    if not cache_dir:
+        return None
+    try:
+        with open(os.path.join(cache_dir, cache_name), "rb") as handle:
+            cached_key, cached = marshal.load(handle)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    return (cached,) if cached_key == key else None
+
+
+def _store(cache_dir, cache_name, key, data):
+    if cache_dir:
+        _write_cache(os.path.join(cache_dir, cache_name), key, data)
 
 
 def _write_cache(cache, key, data):

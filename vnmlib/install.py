@@ -135,6 +135,19 @@ def _copy_library(target):
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _replace_file(source, path, mode):
+    """``path`` becomes a copy of ``source``: written beside it, then renamed over it,
+    so whatever was at ``path`` (a symlink, say) is replaced, never written through."""
+    fresh = f"{path}.vnm-new"
+    if os.path.lexists(fresh):  # left by an interrupted install
+        os.unlink(fresh)
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as data:
+        shutil.copyfileobj(data, out)
+    os.chmod(fresh, mode)  # the umask may have narrowed it
+    os.replace(fresh, path)
+
+
 def apply(remotes, changes):
     """Make ``changes`` (from :func:`plan_install`) in ``remotes``."""
     tree = os.path.join(remotes, "vnm")
@@ -144,14 +157,13 @@ def apply(remotes, changes):
             continue
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if path == os.path.join(tree, "run-action"):
-            shutil.copyfile(os.path.join(SHIPPED, "run-action"), path)
-            os.chmod(path, 0o755)
+            _replace_file(os.path.join(SHIPPED, "run-action"), path, 0o755)
         elif path == os.path.join(tree, "vnmlib"):
             _copy_library(path)
         elif path.endswith(".d"):
             os.makedirs(path, exist_ok=True)
         elif os.path.dirname(path) == os.path.join(remotes, "etc", "vnm"):
-            shutil.copyfile(os.path.join(SHIPPED, os.path.basename(path)), path)
+            _replace_file(os.path.join(SHIPPED, os.path.basename(path)), path, 0o644)
         else:  # an action: the symlink to the entry script
             if os.path.lexists(path):
                 os.unlink(path)
@@ -163,6 +175,115 @@ def install(remotes):
     changes = plan_install(remotes)
     apply(remotes, changes)
     return changes
+
+
+# --- run as root: never through another user's symlinks (SPEC §7) ------------
+
+def tree_owner(remotes):
+    """The uid that owns ``remotes`` (or its nearest existing ancestor).
+
+    A symlink on the way that someone other than root owns is refused: root
+    would otherwise write wherever that user points it.
+    """
+    path = os.path.abspath(remotes)
+    while True:
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            path = os.path.dirname(path)
+            continue
+        if os.path.islink(path):
+            if info.st_uid != 0:
+                raise InstallError(f"{path} is a symbolic link owned by uid {info.st_uid}; "
+                                   "root follows no link another user owns")
+            path = os.path.join(os.path.dirname(path), os.readlink(path))
+            continue
+        return info.st_uid, info.st_gid
+
+
+def _foreign_paths(remotes, changes):
+    """Existing paths install would write that are links, or owned by another user than root."""
+    roots = [os.path.join(remotes, "vnm"), os.path.join(remotes, "etc")]
+    paths = {c.path.rstrip("/") for c in changes} | set(roots) | {
+        os.path.join(remotes, "etc", "vnm")}
+    for change in changes:
+        parent = os.path.dirname(change.path.rstrip("/"))
+        while parent.startswith(remotes.rstrip("/") + "/"):
+            paths.add(parent)
+            parent = os.path.dirname(parent)
+    found = []
+    for path in sorted(paths):
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        # the action symlinks are vnm's own: replaced, never followed
+        ours = os.path.islink(path) and os.readlink(path) == "../run-action"
+        if info.st_uid != 0 or (os.path.islink(path) and not ours):
+            found.append(path)
+    return found
+
+
+class InstallError(Exception):
+    pass
+
+
+def install_as_owner(remotes, dry_run=False):
+    """What ``vnm install`` does: plan (and unless ``dry_run`` apply) as the tree's owner.
+
+    Run as root on a tree another user (oneadmin) owns, the work happens in a
+    child process that has become that user, so a symlink planted in the tree
+    can only lead to files the owner could write anyway. On a root-owned
+    tree, root installs itself, and refuses when a path it would write is a
+    link or belongs to someone else. The changes, as dicts.
+    """
+    uid, gid = tree_owner(remotes)
+    if os.geteuid() != 0 or uid == 0:
+        changes = plan_install(remotes)
+        if os.geteuid() == 0:
+            foreign = _foreign_paths(os.path.abspath(remotes), changes)
+            if foreign:
+                raise InstallError(f"{foreign[0]} is a link or belongs to another user than "
+                                   "root; root writes through neither (fix the owner, or run "
+                                   "vnm install as the tree's owner)")
+        if not dry_run:
+            apply(remotes, changes)
+        return [c.as_dict() for c in changes]
+    return _in_child_as(uid, gid, lambda: install_as_owner(remotes, dry_run))
+
+
+def _in_child_as(uid, gid, work):
+    """``work()``'s result (JSON-able), computed in a child that runs as ``uid``/``gid``."""
+    import json
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root for good, then work
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            try:
+                reply = {"ok": work()}
+            except (InstallError, OSError) as exc:
+                reply = {"error": str(exc)}
+            with os.fdopen(write_end, "w", encoding="utf-8") as out:
+                json.dump(reply, out)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, encoding="utf-8") as answer:
+        text = answer.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not text:
+        raise InstallError(f"the install as uid {uid} failed (status {status})")
+    reply = json.loads(text)
+    if "error" in reply:
+        raise InstallError(reply["error"])
+    return reply["ok"]
 
 
 SUDOERS = "oneadmin ALL=(root) NOPASSWD: /usr/local/sbin/vnm-action"

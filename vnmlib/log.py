@@ -23,6 +23,23 @@ class Log:
         # library's message may carry line breaks, e.g. lxml's parse errors)
         self._write("ERROR", " ".join(str(message).split("\n")))
 
+    def warning(self, message):
+        # "WARN", not the Ruby logger's "WARNING": oned's driver layer logs only
+        # lines matching ^(ERROR|INFO|WARN|DEBUG): and would keep a WARNING line
+        # as failure text; one line, as an ERROR line
+        self._write("WARN", " ".join(str(message).split("\n")))
+
+    def failed(self, message):
+        """The action's failure: the ERROR line for oned's log, then the same reason
+        once as a plain line. OpenNebula's driver layer logs every prefixed line
+        and keeps only the others as the failure text oned stores in the VM's
+        ERROR attribute (``onevm show``, Sunstone), so the operator sees why
+        there, not only in the host's log (SPEC §1)."""
+        reason = " ".join(str(message).split("\n"))
+        self.error(reason)
+        self.stream.write(_printable(reason) + "\n")
+        self.stream.flush()
+
 
 def _printable(text):
     """Control and separator characters (from names in the VM, say) as escapes."""

@@ -71,8 +71,17 @@ def bridge_ports(bridge):
 
 
 def bridge_option(bridge, sysfs_name):
-    with open(f"{SYS_NET}/{bridge}/bridge/{sysfs_name}", encoding="ascii") as handle:
-        return int(handle.read().strip(), 0)
+    try:
+        with open(f"{SYS_NET}/{bridge}/bridge/{sysfs_name}", encoding="ascii") as handle:
+            return int(handle.read().strip(), 0)
+    except FileNotFoundError:
+        if not os.path.isdir(f"{SYS_NET}/{bridge}/bridge"):
+            raise
+        # the bridge is there, the option is not: a kernel built without it
+        need = (" (CONFIG_BRIDGE_VLAN_FILTERING): VLAN_TAGGED_ID and CVLANS need it"
+                if sysfs_name == "vlan_filtering" else "")
+        raise VnmError(f"bridge {bridge}: this kernel's bridges have no {sysfs_name}"
+                       f"{need}") from None
 
 
 def link_kind(name):

@@ -195,3 +195,17 @@ def test_ip_json_view_agrees(ns):
     assert_ok(ns.run("bridge", "pre", stdin=VM7))
     ports = json.loads(ns.exec("bridge", "-j", "link", "show"))
     assert {(p["ifname"], p["master"]) for p in ports} == {("uplink0", "br0")}
+
+
+def test_trunking_on_a_kernel_without_bridge_vlan_filtering_is_one_line(ns):
+    """This host's kernel has no bridge VLAN filtering: VLAN_TAGGED_ID was an internal
+    error (FileNotFoundError from sysfs); it is one line saying what the kernel lacks."""
+    vm = b64(vm_xml(12, [bridge_nic(12, 0, "vfbr", "uplink0", VLAN_TAGGED_ID="10")]))
+    assert_ok(ns.run("bridge", "pre", stdin=vm))
+    ns.add_tap("one-12-0", "vfbr")
+    probe = ns.exec("sh", "-c", "ls /sys/class/net/vfbr/bridge/")
+    done = ns.run("bridge", "post", "one-12", "h", stdin=vm)
+    if "vlan_filtering" in probe.split():  # a kernel with it (full-kernel runs): it works
+        assert_ok(done)
+    else:
+        assert_one_error(done, "vlan_filtering", "VLAN_TAGGED_ID")

@@ -16,24 +16,24 @@ def command(remotes, dry_run, as_json):
     OpenNebulaNetwork.conf (its difference to the shipped one is shown)."""
     from .. import install
 
-    changes = install.plan_install(remotes)
-    if not dry_run:
-        install.apply(remotes, changes)
-    rows = [c.as_dict() for c in changes]
+    try:
+        rows = install.install_as_owner(remotes, dry_run)
+    except install.InstallError as exc:
+        raise click.ClickException(str(exc)) from None
     if as_json:
         emit(rows, (), True)
         return
     verb = "would" if dry_run else "did"
     emit([dict(r, detail=r["detail"].split("\n", 1)[0]) for r in rows],
          (("change", "change"), ("path", "path"), ("detail", "detail")), False,
-         title=f"vnm install into {remotes} ({verb} change {sum(c.kind != 'keep' for c in changes)}"
+         title=f"vnm install into {remotes} ({verb} change {sum(r['change'] != 'keep' for r in rows)}"
                f" paths):")
-    for change in changes:
-        if "\n" in change.detail:
-            click.echo(change.detail.split("\n", 1)[1].rstrip())
+    for row in rows:
+        if "\n" in row["detail"]:
+            click.echo(row["detail"].split("\n", 1)[1].rstrip())
     if not dry_run:
         click.echo("\nNext:\n  - the privileged part of the actions runs as root through sudo; "
                    "in /etc/sudoers.d/vnm on every host:\n"
                    f"      {install.SUDOERS}\n"
-                   "    (with vnm-action installed root-owned, README 'Running as oneadmin')\n"
+                   "    (with vnm-action installed root-owned, README 'Security')\n"
                    "  - copy the tree to the hosts:  onehost sync -f")

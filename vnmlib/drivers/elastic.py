@@ -23,11 +23,15 @@ def _host_arg(ctx, position, usage):
     return ctx.argv[position]
 
 
-def _provider(ctx, host):
-    from ..elastic import providers, settings
-    from ..locks import run_dir_if_writable
+def _provider(ctx, host, required=True):
+    """(host settings, provider); (None, None) on a host without elastic.yaml when
+    not ``required``: the host side then makes routes, proxy ARP and security
+    groups only, as the reference's host side, which reads no settings at all."""
+    from ..elastic import providers
 
-    host_settings = settings.for_host(ctx.tree, host, run_dir_if_writable())
+    host_settings = ctx.elastic_settings(host, required)
+    if host_settings is None:
+        return None, None
     return host_settings, providers.create(host_settings)
 
 
@@ -106,7 +110,7 @@ def _host_side(ctx, host_position, usage, method):
     if targets:
         from ..elastic import host as host_side
 
-        getattr(host_side, method)(ctx, targets, _provider(ctx, host)[1])
+        getattr(host_side, method)(ctx, targets, _provider(ctx, host, required=False)[1])
     return targets
 
 
@@ -117,6 +121,7 @@ def remote_post(ctx):
 
 
 remote_post.hooks = None
+remote_post.elastic_settings = True  # the caller sends elastic.yaml to the sudo helper
 
 
 @privileged
@@ -130,6 +135,7 @@ def remote_clean(ctx):
 
 
 remote_clean.hooks = "clean"
+remote_clean.elastic_settings = True
 
 
 @privileged

@@ -23,7 +23,7 @@ Hosts are matched in that order: exact host name, host globs, clusters, default.
 import fnmatch
 import os
 
-from ..config import read_yaml
+from ..config import parse_sent, read_yaml
 from ..errors import InputError
 
 FILE = "elastic.yaml"
@@ -89,10 +89,34 @@ def _match(data, host, source):
 
 
 def _check_private(source):
-    mode = os.stat(source).st_mode
+    from ..safe_paths import open_fd
+
+    fd = open_fd(source, os.O_PATH)
+    try:
+        mode = os.fstat(fd).st_mode
+    finally:
+        os.close(fd)
     if mode & 0o007:
         raise InputError(f"{source} may hold provider credentials but other users can access it "
                          f"(mode {mode & 0o777:04o}); chmod 0600 (or 0640 for oneadmin's group)")
+
+
+def read_private(tree):
+    """The bytes of the tree's elastic.yaml, checked private; None when there is none.
+
+    What a non-root caller sends to the sudo helper, which never opens the
+    caller's files itself.
+    """
+    from ..safe_paths import read_bytes
+
+    source = path(tree)
+    try:
+        _check_private(source)
+        return read_bytes(source)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InputError(f"cannot read {source}: {exc.strerror}") from None
 
 
 def for_host(tree, host, cache_dir=None):
@@ -100,9 +124,31 @@ def for_host(tree, host, cache_dir=None):
     source = path(tree)
     data = read_yaml(source, cache_dir, "elastic.marshal")
     if data is None:
-        raise InputError(f"no elastic provider is configured: {source} does not exist "
-                         f"(see {FILE}.example)")
+        raise missing(source)
     _check_private(source)
+    return resolve(data, source, host)
+
+
+def for_host_sent(text, host, cache_dir=None):
+    """As :func:`for_host`, from the bytes the sudo helper's caller sent."""
+    source = f"{FILE} (sent by the caller)"
+    data = parse_sent(text, source, cache_dir, "elastic-sent.marshal")
+    if data is None:
+        raise missing(FILE)
+    return resolve(data, source, host)
+
+
+class Missing(InputError):
+    """There is no elastic.yaml (the host side works without one)."""
+
+
+def missing(source):
+    return Missing(f"no elastic provider is configured: {source} does not exist "
+                   f"(see {FILE}.example)")
+
+
+def resolve(data, source, host):
+    """The :class:`HostSettings` of ``host`` in the parsed file ``data``."""
     entry = _match(data, host, source)
     if entry is None:
         raise InputError(f"{source}: no provider for host {host!r} (no hosts, clusters or "

@@ -58,11 +58,13 @@ def _prefix_len(mask, bits):
     return ipaddress.ip_network(f"0.0.0.0/{mask}" if bits == 32 else f"::/{mask}").prefixlen
 
 
-def read():
+def read(own_chains=()):
     iptc = _iptc()
     snapshots = {}
     for family in FAMILIES:
         table = _table(family)
+        chains = {name: [_tokens(rule, family) for rule in iptc.Chain(table, name).rules]
+                  if table.is_chain(name) else None for name in own_chains}
         has_global = table.is_chain(GLOBAL_CHAIN)
         jumps = []
         for name in (GLOBAL_CHAIN, "INPUT") if has_global else ("INPUT",):
@@ -71,7 +73,7 @@ def read():
             jumps += [(name, tokens, tokens) for tokens in
                       (_tokens(rule, family) for rule in iptc.Chain(table, name).rules)]
         forward = [_tokens(rule, family) for rule in iptc.Chain(table, "FORWARD").rules]
-        snapshots[family] = TableSnapshot(has_global, forward, jumps)
+        snapshots[family] = TableSnapshot(has_global, forward, jumps, chains)
     return snapshots
 
 
@@ -115,9 +117,12 @@ def commit(changes):
 
     Rules are built while applying because python-iptables recognises a jump
     to a user chain only once the chain exists in the table being edited.
+    {family: None when committed, else why not} (as the restore backend): a
+    family after a failed one is not committed either.
     """
     iptc = _iptc()
-    tables = []
+    tables, outcome = [], {}
+    family = None
     try:
         for family in FAMILIES:
             if not changes.get(family):
@@ -128,11 +133,14 @@ def commit(changes):
                 _apply(iptc, table, family, op)
         for family, table in tables:
             table.commit()
+            outcome[family] = None
     except (ValueError, AttributeError, iptc.IPTCError, iptc.XTablesError) as exc:
-        raise VnmError(f"applying the IPv{family} rules with libiptc: {exc}") from None
+        for other, _table_ in tables:
+            outcome.setdefault(other, f"applying the IPv{family} rules with libiptc: {exc}")
     finally:
         for _family, table in tables:
             table.refresh()  # drop whatever was not committed
+    return outcome
 
 
 def _apply(iptc, table, family, op):

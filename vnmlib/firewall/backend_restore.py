@@ -32,20 +32,23 @@ def _rules_of(result, chain, family):
             if line.startswith(prefix)]
 
 
-def read():
-    """{family: TableSnapshot}, all six chain listings running at once."""
-    commands = [([process.which(_TOOLS[f][0]), "-w", "-S", chain], None)
-                for f in FAMILIES for chain in _READ_CHAINS]
+def read(own_chains=()):
+    """{family: TableSnapshot}: the global chains and ``own_chains`` (the NICs'),
+    every listing running at once."""
+    names = _READ_CHAINS + tuple(own_chains)
+    commands = [([process.which(_TOOLS[f][0]), *process.xtables_wait(), "-S", chain], None)
+                for f in FAMILIES for chain in names]
     results = iter(process.run_all(commands))
     snapshots = {}
     for family in FAMILIES:
-        listed = {chain: _rules_of(next(results), chain, family) for chain in _READ_CHAINS}
+        listed = {chain: _rules_of(next(results), chain, family) for chain in names}
         if listed["FORWARD"] is None or listed["INPUT"] is None:
             raise VnmError(f"the IPv{family} filter table has no FORWARD or INPUT chain")
         jumps = [(chain, tokens, tokens) for chain in (GLOBAL_CHAIN, "INPUT")
                  for tokens in (listed[chain] or ())]
         snapshots[family] = TableSnapshot(listed[GLOBAL_CHAIN] is not None,
-                                          listed["FORWARD"], jumps)
+                                          listed["FORWARD"], jumps,
+                                          {chain: listed[chain] for chain in own_chains})
     return snapshots
 
 
@@ -67,9 +70,14 @@ def render(ops):
 
 
 def commit(changes):
-    """Apply {family: ops}; the families' transactions run concurrently."""
+    """Apply {family: ops}, the families' transactions concurrently.
+
+    {family: None when committed, else why not}: the caller undoes the
+    families that went in when another did not.
+    """
     families = [f for f in FAMILIES if changes.get(f)]
-    commands = [([process.which(_TOOLS[f][1]), "-w", "-n"], render(changes[f]))
+    commands = [([process.which(_TOOLS[f][1]), *process.xtables_wait(), "-n"], render(changes[f]))
                 for f in families]
-    for family, result in zip(families, process.run_all(commands)):
-        result.check(f"applying the IPv{family} rules")
+    return {family: None if result.ok else
+            f"applying the IPv{family} rules: {_TOOLS[family][1]} failed: {result.error_line()}"
+            for family, result in zip(families, process.run_all(commands))}

@@ -28,12 +28,25 @@ ACCEPT = ("-j", "ACCEPT")
 class TableSnapshot:
     """The parts of one family's filter table a NIC update depends on."""
 
-    __slots__ = ("global_chain", "forward", "jumps")
+    __slots__ = ("global_chain", "forward", "jumps", "chains")
 
-    def __init__(self, global_chain, forward, jumps):
+    def __init__(self, global_chain, forward, jumps, chains=None):
         self.global_chain = global_chain  # does "opennebula" exist?
         self.forward = forward  # [tokens] of FORWARD's rules
         self.jumps = jumps  # [(chain, tokens, handle)] of opennebula's and INPUT's rules
+        # {chain: [tokens] or None (no such chain)} of the NICs' own chains: what
+        # undo() puts back when the other family's commit fails
+        self.chains = chains or {}
+
+
+def own_chains(install, remove_chains):
+    """The NICs' own chains a transaction changes (snapshot these before it)."""
+    names = set()
+    for nf in install:
+        names |= {nf.chain_in, nf.chain_out}
+    for base in remove_chains:
+        names |= {f"{base}-i", f"{base}-o"}
+    return sorted(names)
 
 
 def plan_family(family, snapshot, install, remove_chains):
@@ -45,11 +58,7 @@ def plan_family(family, snapshot, install, remove_chains):
     ops = []
     if install:
         ops += _bootstrap(snapshot, {nf.bridged for nf in install})
-    affected = set()
-    for nf in install:
-        affected |= {nf.chain_in, nf.chain_out}
-    for base in remove_chains:
-        affected |= {f"{base}-i", f"{base}-o"}
+    affected = set(own_chains(install, remove_chains))
     ops += [("delete", chain, handle) for chain, tokens, handle in snapshot.jumps
             if tokens[-2:-1] == ("-j",) and tokens[-1] in affected]
     for nf in install:
@@ -62,6 +71,28 @@ def plan_family(family, snapshot, install, remove_chains):
         for chain in (f"{base}-i", f"{base}-o"):
             # declaring flushes (or creates) it, so deleting works either way
             ops += [("chain", chain), ("delete_chain", chain)]
+    return ops
+
+
+def plan_undo(family, snapshot, install, remove_chains):
+    """Operations that put back what :func:`plan_family` changed, from ``snapshot``.
+
+    For a family whose transaction went in when the other family's failed:
+    the NICs' chains get their old rules again (or go, if they did not exist),
+    the jumps inserted go and the jumps that were there return. The global
+    chain and the FORWARD jump a first NIC created stay: they accept all
+    traffic, as the host did before them.
+    """
+    affected = own_chains(install, remove_chains)
+    ops = [("delete", chain, tokens) for nf in install for chain, tokens in nf.jumps[family]]
+    for chain in affected:
+        ops.append(("chain", chain))
+        ops += [("append", chain, tokens) for tokens in snapshot.chains.get(chain) or ()]
+    targets = set(affected)
+    old_jumps = [(chain, tokens) for chain, tokens, _ in snapshot.jumps
+                 if tokens[-2:-1] == ("-j",) and tokens[-1] in targets]
+    ops += [("insert", chain, tokens) for chain, tokens in reversed(old_jumps)]
+    ops += [("delete_chain", chain) for chain in affected if snapshot.chains.get(chain) is None]
     return ops
 
 
