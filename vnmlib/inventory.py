@@ -4,8 +4,11 @@ Used by ``vnm status`` and ``vnm gc``. The NICs are found by the names vnm
 (and the reference) give things: taps ``one-<vm>-<nic>``, chains
 ``one-<vm>-<nic>-{i,o}``, ipsets ``one-<vm>-<nic>-…``, OVS ports named as the
 tap and flows with vnm's cookie ``0x4f4e<vm><nic>``, and the bridge-user
-records of ``pre`` (/run/vnm/users). Taps a hypervisor named otherwise
-(``TARGET``) show up through their chains and records only.
+records of ``pre`` (/run/vnm/users). An OVS port is the NIC's its mark says
+(``external_ids`` vnm-vm / vnm-nic, written by ``post``), whatever its name;
+an unmarked one (made before vnm marked ports) the NIC's whose tap name it
+has. Other taps a hypervisor named otherwise (``TARGET``) show up through
+their chains and records only.
 """
 
 import json
@@ -13,11 +16,12 @@ import os
 import re
 
 from . import process
-from .locks import BridgeUsers
+from .errors import VnmError
+from .locks import BridgeUsers, warn
 
-_BASE = re.compile(r"^one-(\d+)-(\d+)(?:-|$)")
-_CHAIN = re.compile(r"^-N (one-(\d+)-(\d+)-[io])$")
-_RULE = re.compile(r"^-A (one-\d+-\d+-[io]) ")
+_BASE = re.compile(r"^one-([0-9]+)-([0-9]+)(?:-|$)")
+_CHAIN = re.compile(r"^-N (one-([0-9]+)-([0-9]+)-[io])$")
+_RULE = re.compile(r"^-A (one-[0-9]+-[0-9]+-[io]) ")
 
 
 def _base_ids(name):
@@ -34,9 +38,11 @@ class Nic:
         self.master = None       # the tap's bridge (Linux) or "ovs-system"
         self.rules = {}          # chain -> number of rules (IPv4 + IPv6)
         self.ipsets = []
-        self.ovs_port = None     # the OVS bridge holding a port of the tap's name
+        self.ovs_port = None     # the OVS bridge holding the NIC's port (see ovs_port_owner)
+        self.ovs_port_name = None  # that port's name
         self.ovs_flows = 0       # flows with this NIC's cookie
         self.records = []        # bridges whose user records name this NIC
+        self.unprotected = []    # why its traffic may miss its chains (vnm status fills it)
 
     @property
     def base(self):
@@ -54,7 +60,7 @@ class Nic:
             found.append("OVS flows without port")
         if self.tap is not None and self.master is None:
             found.append("tap on no bridge")
-        return found
+        return found + self.unprotected
 
     def as_dict(self):
         return {"vm": self.vm_id, "nic": self.nic_id, "tap": self.tap, "bridge": self.master,
@@ -68,6 +74,8 @@ class Inventory:
         self.nics = {}
         self.links = {}       # name -> {"kind", "master"}
         self.ovs_bridges = {}  # name -> set of ports
+        self.tables = {}       # family -> ``iptables -S`` lines (status verifies the paths)
+        self.ipset_names = set()
 
     def nic(self, vm_id, nic_id):
         key = (vm_id, nic_id)
@@ -91,11 +99,13 @@ def _links(inv):
 
 
 def _firewall(inv):
-    commands = [([process.which(tool), "-w", "-S"], None) for tool in ("iptables", "ip6tables")]
-    for result in process.run_all(commands):
+    commands = [([process.which(tool), *process.xtables_wait(), "-S"], None)
+                for tool in ("iptables", "ip6tables")]
+    for family, result in zip((4, 6), process.run_all(commands)):
         if not result.ok:
             continue  # no netfilter here: nothing of ours either
-        for line in result.stdout.splitlines():
+        inv.tables[family] = result.stdout.splitlines()
+        for line in inv.tables[family]:
             chain = _CHAIN.match(line)
             if chain:
                 inv.nic(int(chain.group(2)), int(chain.group(3))).rules.setdefault(
@@ -108,23 +118,23 @@ def _firewall(inv):
                 rules[rule.group(1)] = rules.get(rule.group(1), 0) + 1
     result = process.run([process.which("ipset"), "list", "-n"])
     if result.ok:
-        for name in result.stdout.split():
+        inv.ipset_names = set(result.stdout.split())
+        for name in inv.ipset_names:
             ids = _base_ids(name)
             if ids:
                 inv.nic(*ids).ipsets.append(name)
 
 
 def _records(inv):
+    """Every NIC's bridge-user records; a bad entry is one WARN line, never a crash."""
     users = BridgeUsers()
     try:
-        bridges = os.listdir(users.base)
-    except FileNotFoundError:
-        return
-    for bridge in bridges:
-        for user in users.users(bridge):
-            vm, _, nic = user.partition("-")
-            if vm.isdigit() and nic.isdigit():
+        for bridge in users.keys():
+            for user in users.users(bridge):
+                vm, _, nic = user.partition("-")
                 inv.nic(int(vm), int(nic)).records.append(bridge)
+    except VnmError as exc:  # an unreadable directory: the records under it stay unknown
+        warn(str(exc))
 
 
 def _ovs(inv):
@@ -136,14 +146,34 @@ def _ovs(inv):
     inv.ovs_bridges = state.bridges
     for bridge, ports in state.bridges.items():
         for port in ports:
-            ids = _base_ids(port)
-            if ids and port == f"one-{ids[0]}-{ids[1]}":
-                inv.nic(*ids).ovs_port = bridge
+            owner = ovs_port_owner(state, port)
+            if owner:
+                nic = inv.nic(*owner)
+                nic.ovs_port, nic.ovs_port_name = bridge, port
         out = ovs.ofctl(["--no-names", "dump-flows", bridge], f"reading flows of {bridge}")
         for match in re.finditer(r"cookie=0x([0-9a-f]+)", out):
             ids = ovs_flows.ids_of(int(match.group(1), 16))
             if ids:
                 inv.nic(*ids).ovs_flows += 1
+
+
+def ovs_port_owner(state, port):
+    """(vm, nic) whose OVS port ``port`` is, or None.
+
+    vnm's mark decides; an unmarked port is a NIC's only when it has that
+    NIC's tap name and an interface a hypervisor gives a guest (never an
+    internal, patch or tunnel port, whatever its name).
+    """
+    from . import port_owner
+
+    owner = port_owner.marked((state.ports.get(port) or {}).get("external_ids") or {})
+    if owner is not None:
+        return owner
+    ids = _base_ids(port)
+    kind = (state.interfaces.get(port) or {}).get("type") or ""
+    if ids and port == f"one-{ids[0]}-{ids[1]}" and kind in port_owner.GUEST_INTERFACE_TYPES:
+        return ids
+    return None
 
 
 def read():

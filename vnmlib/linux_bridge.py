@@ -6,7 +6,7 @@ planners here read the kernel through :mod:`vnmlib.sysfs` and return
 link they name, so what was read stays true until the steps are applied.
 """
 
-from . import steps, sysfs
+from . import port_owner, steps, sysfs
 from .bridge_options import bridge_options, sysfs_name
 from .errors import VnmError
 from .locks import BridgeUsers, LinkLocks, nic_user
@@ -69,7 +69,8 @@ def plan_bridge(view, need):
         return []
     if not view.exists(name):
         view.planned_bridges.add(name)
-        return [steps.CreateBridge(name, need.options, need.nic.label), steps.LinkUp(name)]
+        return [steps.CreateBridge(name, need.options, need.nic.label),
+                steps.Ipv6Quiet(name, need.nic.label), steps.LinkUp(name)]
     if not view.is_bridge(name):
         kind = sysfs.link_kind(name) or "non-bridge"
         raise VnmError(f"{need.nic.label}: BRIDGE {name} exists but is a {kind} device, not a bridge")
@@ -127,11 +128,10 @@ def attach(ctx, nics, need_type=BridgeNeed):
     needs = [need_type(nic, ctx.conf) for nic in nics]
     if not needs:
         return
+    records = [(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id)) for need in needs]
     with LinkLocks([name for need in needs for name in need.link_names()]):
-        steps.apply(plan_attach(HostView(), needs), ctx.log)
-        users = BridgeUsers()
-        for need in needs:
-            users.add(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id))
+        with BridgeUsers().recorded(records):
+            steps.apply(plan_attach(HostView(), needs), ctx.log)
 
 
 def release(ctx, nics, need_type=BridgeNeed):
@@ -171,12 +171,14 @@ def plan_trunk(bridge, ports, vids, remove=()):
     return planned
 
 
-def require_tap(vm, nic, bridge):
-    """The NIC's tap, which ``post`` expects the hypervisor to have put on ``bridge``."""
+def require_tap(vm, nic, bridge, uplinks=()):
+    """The NIC's tap, which ``post`` expects the hypervisor to have put on ``bridge``;
+    never a port that is provably not the NIC's (TARGET is the user's: issue 23.4)."""
     tap = vm.tap_name(nic)
     if not sysfs.exists(tap):
         raise VnmError(f"{nic.label}: tap {tap} does not exist; post runs after the "
                        "hypervisor has created it")
     if sysfs.master(tap) != bridge:
         raise VnmError(f"{nic.label}: tap {tap} is not a port of bridge {bridge}")
+    port_owner.refuse_foreign_tap(vm, nic, tap, uplinks)
     return tap

@@ -2,11 +2,18 @@
 
 Several independent commands can run at once (:func:`run_all`): reading the
 IPv4 and IPv6 tables in parallel halves the wait on a two-core host.
+
+Every run is bounded (:mod:`vnmlib.waits`, ``tool_timeout``): a tool still
+running then is killed and the action fails naming it. A killed tool may
+have made its change already, so the error is :class:`OutcomeUnknown` and
+the step that ran it is undone too.
 """
 
 import os
+import time
 
-from .errors import VnmError
+from . import waits
+from .errors import OutcomeUnknown, VnmError
 
 # subprocess and shutil are imported when first used: together ~8 ms, a sixth
 # of a warm action's budget, and an Open vSwitch ``pre`` with nothing to
@@ -73,17 +80,63 @@ def start(argv, stdin_text=None):
     return proc, stdin_text
 
 
-def finish(started):
+def finish(started, deadline):
+    """Wait for a started tool until ``deadline`` (time.monotonic()); kill it after."""
+    import subprocess
+
     proc, stdin_text = started
-    out, err = proc.communicate(stdin_text)
+    try:
+        out, err = proc.communicate(stdin_text, timeout=max(deadline - time.monotonic(), 0))
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        limit = waits.shown(waits.seconds("tool_timeout"))
+        raise OutcomeUnknown(f"{tool_name(proc.args)} did not finish within {limit} s "
+                             "(tool_timeout): killed") from None
     return Result(proc.args, proc.returncode, out, err)
 
 
+def tool_name(argv):
+    """``ipset restore``, ``ovs-vsctl``…: the program and its subcommand, for messages."""
+    words = [os.path.basename(argv[0])]
+    if len(argv) > 1 and not argv[1].startswith("-"):
+        words.append(argv[1])
+    return " ".join(words)
+
+
+def _deadline():
+    return time.monotonic() + waits.seconds("tool_timeout")
+
+
 def run(argv, stdin_text=None):
-    return finish(start(argv, stdin_text))
+    return finish(start(argv, stdin_text), _deadline())
 
 
 def run_all(commands):
     """Run ``[(argv, stdin_text)]`` concurrently; results in the same order."""
+    deadline = _deadline()
     started = [start(argv, stdin_text) for argv, stdin_text in commands]
-    return [finish(s) for s in started]
+    try:
+        return [finish(s, deadline) for s in started]
+    finally:
+        for proc, _ in started:  # one timed out: stop the others too, nobody reads them
+            if proc.returncode is None:
+                _kill(proc)
+
+
+def _kill(proc):
+    """Kill a tool that overran its time, without waiting for the end of its output.
+
+    The tool stays in the action's process group (killing the action's group
+    still stops its tools); a child it started may hold its pipes open, so
+    they are closed, not read to their end.
+    """
+    proc.kill()
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
+
+
+def xtables_wait():
+    """``-w SECONDS`` for iptables tools: a bounded wait for the xtables lock."""
+    return ["-w", waits.shown(waits.seconds("xtables_wait"))]

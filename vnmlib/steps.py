@@ -7,7 +7,7 @@ failed ``pre`` leaves no half-built device behind (SPEC decision 10). The same
 lists are what ``vnm plan`` prints, so plan and apply cannot drift.
 """
 
-from .errors import VnmError
+from .errors import OutcomeUnknown, VnmError
 
 
 class Step:
@@ -89,6 +89,43 @@ class SetBridgeOptions(Step):
         from .bridge_options import netlink_attrs
 
         nl.set_bridge(self.name, netlink_attrs(self.options), self.feature)
+
+
+class Ipv6Quiet(Step):
+    """A device vnm creates (bridge, VLAN/VXLAN uplink) gets no IPv6 life of its own.
+
+    Without this, a bridge came up with a link-local address every VM could
+    reach, and a VM's router advertisement gave the hypervisor an address in
+    the VM's prefix and a default route through the VM. Written in the action's
+    own namespace (``/proc/sys/net`` is the caller's), before the device goes
+    up: a link-local address is made when it does. IPv6 stays enabled, so an
+    address the operator configures still works.
+    """
+
+    KNOBS = (
+        ("accept_ra", "0"),  # no router, prefix or route from what a VM advertises
+        ("autoconf", "0"),  # no SLAAC address from an advertised prefix either
+        ("addr_gen_mode", "1"),  # 1 = none: no link-local address, no DAD/MLD of its own
+    )
+
+    def __init__(self, name, origin=""):
+        self.name = name
+        self.origin = origin
+
+    def describe(self):
+        knobs = " ".join(f"{knob}={value}" for knob, value in self.KNOBS)
+        return f"set {self.name} ipv6 {knobs}"
+
+    def apply(self, nl):
+        for knob, value in self.KNOBS:
+            path = f"/proc/sys/net/ipv6/conf/{self.name}/{knob}"
+            try:
+                with open(path, "w", encoding="ascii") as handle:
+                    handle.write(value)
+            except FileNotFoundError:
+                return  # a kernel without IPv6 (ipv6.disable=1): nothing can autoconfigure
+            except OSError as exc:
+                raise VnmError(f"setting {path} to {value}: {exc.strerror}") from None
 
 
 class LinkUp(Step):
@@ -230,6 +267,8 @@ def apply(steps, log):
             log.info(step.describe())
     except VnmError as exc:
         failed = steps[len(done)]
+        if isinstance(exc, OutcomeUnknown):
+            done.append(failed)  # a killed tool may have committed its change: undo it too
         if failed.origin:
             exc = VnmError(f"{failed.origin}: {exc}", exc.exit_code)
         for step in reversed(done):

@@ -14,17 +14,23 @@ import sys
 
 import click
 
+from . import doctor_wire
 from .output import emit
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
 
 def _run(*argv):
+    from .. import waits
+
+    limit = waits.seconds("tool_timeout")
     try:
         done = subprocess.run(argv, capture_output=True, text=True, check=False,
-                              env=dict(os.environ, LC_ALL="C"))
+                              env=dict(os.environ, LC_ALL="C"), timeout=limit)
     except OSError as exc:
         return 127, "", exc.strerror
+    except subprocess.TimeoutExpired:
+        return 124, "", f"{argv[0]} did not finish within {waits.shown(limit)} s (tool_timeout)"
     return done.returncode, done.stdout, done.stderr
 
 
@@ -82,6 +88,7 @@ def tools():
             ("iptables", FAIL, ["iptables", "-V"], "security groups"),
             ("ip6tables", FAIL, ["ip6tables", "-V"], "security groups"),
             ("ipset", FAIL, ["ipset", "version"], "security groups"),
+            ("nft", FAIL, ["nft", "--version"], "the wire guard of fw, 802.1Q and vxlan NICs"),
             ("ovs-vsctl", WARN, ["ovs-vsctl", "--version"], "ovswitch drivers"),
             ("ovs-ofctl", WARN, ["ovs-ofctl", "--version"], "ovswitch drivers")):
         path = shutil.which(argv[0], path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
@@ -110,14 +117,32 @@ def iptables_backends():
     return ("iptables backend", OK, backend)
 
 
+def global_chains():
+    """vnm's global chains in both families: present, jumped to, not bypassed."""
+    from .. import process
+    from .status_protection import global_problems
+
+    tables = {}
+    for family, tool in ((4, "iptables"), (6, "ip6tables")):
+        code, out, err = _run(tool, *process.xtables_wait(), "-S")
+        if code:
+            return [("vnm chains", WARN, f"{tool} -S failed: {_first_line(err)}")]
+        tables[family] = out.splitlines()
+    found = [(f"vnm chains (IPv{family})", FAIL, problem)
+             for family, problem in global_problems(tables)]
+    return found or [("vnm chains", OK, "opennebula chains, FORWARD jumps: in place or not "
+                                        "made yet")]
+
+
 def configuration(tree):
-    from .. import config
+    from .. import config, waits
     from ..errors import VnmError
 
     found = []
     path = config.conf_path(tree)
     try:
         conf = config.load(path)
+        waits.configure(conf)  # its bounds apply to the checks below
         state = f"{path}" if os.path.exists(path) else f"{path} missing: built-in defaults"
         backend = conf.get("firewall_backend")
         if backend not in ("restore", "iptc"):
@@ -153,6 +178,36 @@ def run_directory():
     return [("run directory", OK, f"{path} ({st.st_mode & 0o777:04o}, uid {st.st_uid})")]
 
 
+def run_directory_entries():
+    """Entries of the run directory the actions cannot use (each is warned and worked
+    around when met: ignored or replaced)."""
+    from ..locks import run_dir_problems
+
+    problems = run_dir_problems()
+    if not problems:
+        return [("run directory entries", OK, "locks, records and start times readable")]
+    return [("run directory entry", WARN, f"{path}: {problem}") for path, problem in problems]
+
+
+def held_locks():
+    """vnm's locks held now in this namespace, with holder and age; one held longer
+    than lock_timeout is blocking other actions."""
+    from .. import waits
+    from ..locks import describe_holder, held_locks as held
+
+    limit = waits.seconds("lock_timeout")
+    found = []
+    for lock in held():
+        holder = describe_holder({**lock, "since": None})
+        age = "" if lock["age"] is None else f", for {lock['age']:.0f} s"
+        stuck = lock["age"] is not None and lock["age"] > limit
+        found.append((f"lock {lock['lock']}", WARN if stuck else OK,
+                      f"held by {holder}{age}" + (f": longer than lock_timeout "
+                                                  f"({waits.shown(limit)} s), other actions "
+                                                  "time out" if stuck else "")))
+    return found or [("locks", OK, "none held")]
+
+
 def python_modules():
     found = [("python", OK, f"{sys.executable} {sys.version.split()[0]}")]
     for module, severity, needed_by in (("lxml", FAIL, "every driver that reads the VM"),
@@ -181,12 +236,17 @@ def python_modules():
 @click.option("--json", "as_json", is_flag=True, help="the findings as JSON")
 def command(tree, as_json):
     """Check kernel features (tried in a throwaway namespace), tools and their
-    versions, the iptables backend, the configuration, the run directory and the
-    Python modules. Exit 1 when a check FAILs."""
+    versions, the iptables backend, the configuration, vnm's global chains (in
+    both families, jumped to from FORWARD, no rule accepting before that jump),
+    the run directory (and
+    entries in it the actions cannot use), the locks held now with their holders,
+    and the Python modules. Exit 1 when a check FAILs."""
     from .run import default_tree
 
-    findings = (kernel_features() + tools() + configuration(tree or default_tree())
-                + run_directory() + python_modules())
+    configured = configuration(tree or default_tree())  # first: its tool_timeout bounds the rest
+    findings = (kernel_features() + tools() + configured + global_chains() + run_directory()
+                + run_directory_entries() + held_locks() + python_modules()
+                + doctor_wire.bridges())
     rows = [{"check": c, "status": s, "detail": re.sub(r"\s+", " ", d)} for c, s, d in findings]
     emit(rows, (("status", "status"), ("check", "check"), ("detail", "detail")), as_json)
     if any(r["status"] == FAIL for r in rows):

@@ -1,18 +1,22 @@
 """vnm gc: what VMs that no longer run here left behind; removed with --apply.
 
 A VM is alive when the hypervisor lists it (``virsh list``: domains
-``one-<id>``) or when ``--live`` names it. For every NIC of any other VM:
+``one-<id>``), when ``--live`` names it, or when its ``pre`` wrote a
+bridge-user record less than ``gc_record_grace`` seconds ago (it is being
+deployed: no tap yet, not listed yet). For every NIC of any other VM:
 its security-group chains, jumps and ipsets (through the firewall engine,
 one transaction), its Open vSwitch flows (by cookie) and port when the tap is
 gone, its bridge-user records; then the bridges vnm recorded that are left
-with no guest port and no record (unless ``keep_empty_bridge``). Dry run by
-default.
+with no guest port and no record (unless ``keep_empty_bridge``), and the
+bridges named as oned names them that no record names (listed; removed with
+``--unrecorded-bridges``). Dry run by
+default; with ``--apply`` each removal is re-checked under the lock the
+actions take for it (see "applying" below).
 """
 
 import os
 import re
 import shutil
-import subprocess
 
 import click
 
@@ -28,14 +32,15 @@ def live_vms(live):
             return {int(v) for v in live.split(",") if v.strip()}
         except ValueError:
             raise click.BadParameter(f"{live!r} is not a list of VM IDs", param_hint="--live")
+    from .. import process
+
     virsh = shutil.which("virsh")
     if virsh is None:
         raise click.ClickException("cannot tell which VMs run here: no virsh; pass --live ID,…")
-    done = subprocess.run([virsh, "-c", "qemu:///system", "list", "--name"], capture_output=True,
-                          text=True, check=False)
-    if done.returncode:
-        raise click.ClickException(f"virsh list failed: {done.stderr.strip()}; pass --live ID,…")
-    return {int(m.group(1)) for m in re.finditer(r"^one-(\d+)$", done.stdout, re.M)}
+    done = process.run([virsh, "-c", "qemu:///system", "list", "--name"])  # bounded
+    if not done.ok:
+        raise click.ClickException(f"virsh list failed: {done.error_line()}; pass --live ID,…")
+    return {int(m.group(1)) for m in re.finditer(r"^one-([0-9]+)$", done.stdout, re.M)}
 
 
 def plan_gc(inv, live, conf):
@@ -48,8 +53,10 @@ def plan_gc(inv, live, conf):
             removals.append((nic.vm_id, nic.nic_id, "firewall", nic.base))
         if nic.ovs_flows:
             removals.append((nic.vm_id, nic.nic_id, "ovs flows", nic.base))
-        if nic.ovs_port and nic.tap is None:
-            removals.append((nic.vm_id, nic.nic_id, "ovs port", f"{nic.ovs_port}:{nic.base}"))
+        # the NIC's port (by vnm's mark, whatever its name) once its device is gone
+        if nic.ovs_port and nic.ovs_port_name not in inv.links:
+            removals.append((nic.vm_id, nic.nic_id, "ovs port",
+                             f"{nic.ovs_port}:{nic.ovs_port_name}"))
         for bridge in nic.records:
             removals.append((nic.vm_id, nic.nic_id, "record", f"{bridge}:{nic.vm_id}-{nic.nic_id}"))
     if not conf.get("keep_empty_bridge"):
@@ -70,6 +77,28 @@ def plan_gc(inv, live, conf):
     return removals
 
 
+# oned's default bridge names: onebr<VNET_ID>, onebr.<VLAN_ID> (reference, "Bridge")
+DEFAULT_BRIDGE_NAME = re.compile(r"^onebr\.?[0-9]+$")
+
+
+def plan_unrecorded(inv):
+    """[(None, None, what, bridge)]: bridges named as oned names them that no record names.
+
+    pre records every bridge it uses, so such a bridge was left by a VM that
+    never got its clean from a vnm before the records (or from the reference),
+    or was made by hand; gc lists it and removes it only when asked to
+    (``--unrecorded-bridges``), and only without guest ports.
+    """
+    recorded = {b for n in inv.nics.values() for b in n.records}
+    linux = {name for name, link in inv.links.items() if link["kind"] == "bridge"}
+    found = []
+    for bridge in sorted((linux | set(inv.ovs_bridges)) - recorded):
+        if DEFAULT_BRIDGE_NAME.match(bridge):
+            kind = "unrecorded ovs bridge" if bridge in inv.ovs_bridges else "unrecorded bridge"
+            found.append((None, None, kind, bridge))
+    return found
+
+
 class _Ctx:
     """What the firewall engine needs of an action's context."""
 
@@ -77,31 +106,183 @@ class _Ctx:
         self.conf, self.log = conf, log
 
 
-def apply_gc(removals, conf, log):
-    from .. import firewall, ovs, ovs_flows, steps
-    from ..locks import BridgeUsers, LinkLocks
+# -- applying: each removal under the lock an action would hold, re-checked there ------------
+#
+# The plan above is a snapshot; by the time gc acts, a VM may have run its
+# pre (a new record: the bridge is in use before any tap exists), plugged a
+# tap, or come back. So each removal takes the lock the actions take for that
+# object (the firewall lock; the bridge's link lock, with its uplinks for a
+# bridge) and asks again, under it, whether the object is still unused. An
+# action writes its records and builds under the same locks, so what gc sees
+# there stays true until it has deleted.
 
+def deploying_vms(grace):
+    """VMs whose pre wrote or refreshed a bridge-user record less than ``grace`` s ago.
+
+    Between ``pre`` and its domain's start a VM has no tap and virsh does not
+    list it, but it is alive: its record says so.
+    """
+    from ..locks import BridgeUsers
+
+    users = BridgeUsers()
+    found = set()
+    for bridge in users.keys():
+        for user in users.users(bridge):
+            age = users.age(bridge, user)
+            if age is not None and age < grace:
+                found.add(int(user.partition("-")[0]))
+    return found
+
+
+def _links_now():
+    """{name: (kind, master)} of every link, read now (``ip -d -j link show``)."""
+    import json
+
+    from .. import process
+
+    out = process.run([process.which("ip"), "-d", "-j", "link", "show"]).check(
+        "reading links").stdout
+    return {link["ifname"]: (link.get("linkinfo", {}).get("info_kind", ""), link.get("master"))
+            for link in json.loads(out or "[]")}
+
+
+def _guests(ports):
+    """Ports that may be a guest's: taps (tun), LXC and test veths, anything named like a tap."""
+    return sorted(name for name, kind in ports.items()
+                  if name.startswith("one-") or kind in GUEST_KINDS)
+
+
+class _Applier:
+    """The removals of one gc run, each re-checked under its lock."""
+
+    def __init__(self, conf, log):
+        from .. import waits
+
+        self.conf, self.log = conf, log
+        self.grace = waits.seconds("gc_record_grace")
+
+    def kept(self, what, thing, why):
+        self.log.info(f"kept {what} {thing}: {why}")
+
+    def deploying(self, vm_id):
+        return vm_id in deploying_vms(self.grace)
+
+    def firewall(self, bases):
+        from .. import firewall, sysfs
+
+        def still_unused(base):
+            vm_id = int(base.split("-")[1])
+            if sysfs.exists(base):
+                self.kept("firewall", base, f"tap {base} exists again")
+            elif self.deploying(vm_id):
+                self.kept("firewall", base, f"VM {vm_id} is being deployed (recent record)")
+            else:
+                return True
+            return False
+
+        firewall.apply(_Ctx(self.conf, self.log), remove=bases, still_unused=still_unused)
+
+    def ovs_flows(self, vm_id, nic_id, thing):
+        from .. import ovs, ovs_flows
+        from ..locks import LinkLocks
+
+        cookie = ovs_flows.cookie_of(vm_id, nic_id)
+        for bridge in sorted(ovs.read_state().bridges):
+            with LinkLocks([bridge]):
+                if self.deploying(vm_id):
+                    self.kept("ovs flows", thing, f"VM {vm_id} is being deployed (recent record)")
+                    return
+                if bridge in ovs.read_state().bridges:
+                    ovs.ofctl(["del-flows", bridge, f"cookie={cookie:#x}/-1"],
+                              f"flows of {thing}")
+
+    def ovs_port(self, vm_id, nic_id, thing):
+        from .. import ovs, sysfs
+        from ..inventory import ovs_port_owner
+        from ..locks import LinkLocks
+
+        bridge, port = thing.split(":")[:2]
+        with LinkLocks([bridge]):
+            if sysfs.exists(port):
+                self.kept("ovs port", thing, f"tap {port} exists again")
+            elif self.deploying(vm_id):
+                self.kept("ovs port", thing, f"VM {vm_id} is being deployed (recent record)")
+            else:
+                state = ovs.read_state()
+                if state.bridge_of(port) != bridge:
+                    return
+                if ovs_port_owner(state, port) != (vm_id, nic_id):  # re-added, marked anew
+                    self.kept("ovs port", thing, "it is not this NIC's port any more")
+                    return
+                ovs.vsctl([["--if-exists", "del-port", bridge, port]], f"port {port}")
+
+    def record(self, thing):
+        from ..locks import BridgeUsers, LinkLocks
+
+        bridge, user = thing.split(":")
+        with LinkLocks([bridge]):
+            users = BridgeUsers()
+            age = users.age(bridge, user)
+            if age is not None and age < self.grace:
+                self.kept("record", thing, f"its pre ran again {age:.0f} s ago")
+            else:
+                users.remove(bridge, user)
+
+    def bridge(self, bridge, is_ovs):
+        """Delete a bridge if, under its lock and its ports' locks, nothing uses it."""
+        from .. import ovs, steps
+        from ..locks import BridgeUsers, LinkLocks
+
+        def ports_now():
+            """{port: kind} of the bridge now; None when it is gone."""
+            links = _links_now()
+            if is_ovs:
+                state = ovs.read_state()
+                if bridge not in state.bridges:
+                    return None
+                names = state.bridges[bridge] - {bridge}  # its own internal port aside
+            elif links.get(bridge, ("", None))[0] != "bridge":
+                return None
+            else:
+                names = {name for name, (_, master) in links.items() if master == bridge}
+            return {name: links.get(name, ("", None))[0] for name in names}
+
+        seen = ports_now()
+        if seen is None:
+            return
+        # the uplinks too: deleting the bridge releases them, as clean does
+        with LinkLocks([bridge, *seen]):
+            ports = ports_now()
+            users = BridgeUsers().users(bridge)
+            if ports is None:
+                return
+            if users:
+                self.kept("bridge", bridge, f"in use by {', '.join(sorted(users))} (records)")
+            elif set(ports) - set(seen):
+                added = ", ".join(sorted(set(ports) - set(seen)))
+                self.kept("bridge", bridge, f"new ports {added}")
+            elif _guests(ports):
+                self.kept("bridge", bridge, f"guest ports {', '.join(_guests(ports))}")
+            elif is_ovs:
+                ovs.vsctl([["--if-exists", "del-br", bridge]], f"bridge {bridge}")
+            else:
+                steps.apply([steps.DeleteLink(bridge)], self.log)
+
+
+def apply_gc(removals, conf, log, unrecorded=False):
+    applier = _Applier(conf, log)
     bases = [thing for _, _, what, thing in removals if what == "firewall"]
     if bases:
-        firewall.apply(_Ctx(conf, log), remove=bases)
+        applier.firewall(bases)
     for vm_id, nic_id, what, thing in removals:
         if what == "ovs flows":
-            cookie = ovs_flows.cookie_of(vm_id, nic_id)
-            for bridge in ovs.read_state().bridges:
-                ovs.ofctl(["del-flows", bridge, f"cookie={cookie:#x}/-1"], f"flows of {thing}")
+            applier.ovs_flows(vm_id, nic_id, thing)
         elif what == "ovs port":
-            bridge, port = thing.split(":")
-            ovs.vsctl([["--if-exists", "del-port", bridge, port]], f"port {port}")
+            applier.ovs_port(vm_id, nic_id, thing)
         elif what == "record":
-            bridge, user = thing.split(":")
-            with LinkLocks([bridge]):
-                BridgeUsers().remove(bridge, user)
-        elif what == "bridge":
-            with LinkLocks([thing]):
-                steps.apply([steps.DeleteLink(thing)], log)
-        elif what == "ovs bridge":
-            with LinkLocks([thing]):
-                ovs.vsctl([["--if-exists", "del-br", thing]], f"bridge {thing}")
+            applier.record(thing)
+        elif what in ("bridge", "ovs bridge") or (unrecorded and what.startswith("unrecorded")):
+            applier.bridge(thing, what.endswith("ovs bridge"))
 
 
 @click.command(name="gc")
@@ -109,23 +290,34 @@ def apply_gc(removals, conf, log):
 @click.option("--live", help="the VM IDs running here, comma-separated (default: virsh list)")
 @click.option("--tree", type=click.Path(exists=True, file_okay=False),
               help="the vnm/ tree whose configuration applies")
+@click.option("--unrecorded-bridges", "unrecorded", is_flag=True,
+              help="with --apply, also remove bridges named as oned names them (onebrN, "
+                   "onebr.N) that no record names and no guest uses (default: list them)")
 @click.option("--json", "as_json", is_flag=True, help="the findings as JSON")
-def command(do_apply, live, tree, as_json):
+def command(do_apply, live, tree, as_json, unrecorded):
     """Find chains, ipsets, OVS flows and ports, records and empty vnm-made
-    bridges left by VMs that no longer run here; remove them with --apply."""
-    from .. import config, inventory
+    bridges left by VMs that no longer run here; remove them with --apply.
+    Bridges named as oned names them that no record names are listed too."""
+    from .. import config, inventory, waits
+    from ..locks import identify
     from ..log import Log
     from .run import default_tree
 
     if os.geteuid() != 0:
         raise click.ClickException("gc reads and changes the host's firewall and links: run it "
                                    "as root")
+    identify("gc")
     conf = config.load(config.conf_path(tree or default_tree()))
-    removals = plan_gc(inventory.read(), live_vms(live), conf)
-    rows = [{"vm": "-" if v is None else v, "nic": "-" if n is None else n, "remove": what,
+    waits.configure(conf)
+    alive = live_vms(live) | deploying_vms(waits.seconds("gc_record_grace"))
+    inv = inventory.read()
+    removals = plan_gc(inv, alive, conf) + plan_unrecorded(inv)
+    rows = [{"vm": "-" if v is None else v, "nic": "-" if n is None else n,
+             "remove": what if unrecorded or not what.startswith("unrecorded") else
+             f"{what} (listed only: --unrecorded-bridges removes)",
              "what": thing} for v, n, what, thing in removals]
     emit(rows, [(k, k) for k in ("vm", "nic", "remove", "what")], as_json,
          title=None if as_json else ("removing:" if do_apply else "would remove (dry run; "
                                                                    "--apply removes):"))
     if do_apply and removals:
-        apply_gc(removals, conf, Log("gc"))
+        apply_gc(removals, conf, Log("gc"), unrecorded)

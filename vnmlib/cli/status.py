@@ -12,11 +12,20 @@ def command(vm_id, as_json):
     """Per VM NIC: tap and its bridge, security-group chains with their rule
     counts, ipsets, Open vSwitch port and flows, bridge-user records; anything
     inconsistent (chains without tap, records keeping a bridge, flows without
-    port…) is flagged, and the exit code is 1 then."""
+    port…) is flagged, and so is a protected NIC whose traffic may not reach
+    its chains (another rule accepting it before vnm's jump, a missing jump,
+    chain, family or ipset); the exit code is 1 then. Locks held now are listed
+    with their holders."""
     from .. import inventory
+    from ..locks import identify
+    from .status_protection import nic_problems
 
+    identify("status")  # names it in the WARN lines of a damaged run directory
     inv = inventory.read()
     nics = [n for key, n in sorted(inv.nics.items()) if vm_id is None or key[0] == vm_id]
+    for nic in nics:
+        if nic.tap is not None:  # chains without a tap are flagged as such already
+            nic.unprotected = nic_problems(inv.tables, nic.base, nic.master, inv.ipset_names)
     if as_json:
         emit([n.as_dict() for n in nics], (), True)
     else:
@@ -28,5 +37,19 @@ def command(vm_id, as_json):
                  "problems": "; ".join(n.problems()) or "ok"} for n in nics]
         emit(rows, [(k, k) for k in ("nic", "tap", "bridge", "rules", "ipsets", "ovs flows",
                                      "problems")], False)
+        _held_locks()
     if any(n.problems() for n in nics):
         raise SystemExit(1)
+
+
+def _held_locks():
+    """The locks actions hold right now: who (pid, action, VM) and for how long."""
+    from ..locks import held_locks
+
+    held = held_locks()
+    if held:
+        emit([{"lock": h["lock"], "pid": h["pid"], "action": h["action"] or "?",
+               "vm": "-" if h["vm"] is None else h["vm"],
+               "age": "?" if h["age"] is None else f"{h['age']:.1f} s"} for h in held],
+             [(k, k) for k in ("lock", "pid", "action", "vm", "age")], False,
+             title="held locks:")
