@@ -6,10 +6,15 @@ udp HOST PORT                 the same over UDP
 hold HOST PORT SECONDS        keep one TCP connection busy; exit 1 if it stalls
 flood HOST PORT SECONDS       a new TCP connection attempt every 2 ms; print how many
                               were answered
+converse HOST PORT            one TCP connection: print "ready" after a first round
+                              trip, then for each line read on stdin one more round trip,
+                              printing "ok" or "cut" (no echo within 1 s)
 icmp4 HOST TYPE               send one ICMP message of TYPE (raw socket)
 udp-frame IFACE SRCMAC SRCIP DSTIP DPORT [DSTMAC]
                               send one hand-made Ethernet/IPv4/UDP frame (to DSTMAC,
                               default broadcast; a router takes only frames to its MAC)
+tagged-udp-frame IFACE VID SRCMAC SRCIP DSTIP DPORT
+                              the same, broadcast, with an 802.1Q header for VLAN VID
 arp-frame IFACE SRCMAC SENDERIP TARGETIP
                               send one broadcast ARP request (gratuitous when SENDERIP
                               is TARGETIP)
@@ -105,6 +110,23 @@ def hold(host, port, seconds):
     return 0
 
 
+def converse(host, port):
+    """A held connection whose next segment the test triggers (stdin lines)."""
+    with socket.create_connection((host, int(port)), timeout=1.0) as sock:
+        sock.sendall(b"x")
+        if sock.recv(16) != b"x":
+            return 1
+        print("ready", flush=True)
+        for _line in sys.stdin:
+            try:
+                sock.sendall(b"x")
+                answer = "ok" if sock.recv(16) == b"x" else "cut"
+            except OSError:  # no echo within the timeout, or reset
+                answer = "cut"
+            print(answer, flush=True)
+    return 0
+
+
 def flood(host, port, seconds):
     """Open a connection attempt every 2 ms; any answered one means a window was open."""
     pending, answered = [], 0
@@ -153,17 +175,30 @@ def _mac(text):
 
 
 def udp_frame(iface, src_mac, src_ip, dst_ip, dport, dst_mac="ff:ff:ff:ff:ff:ff"):
+    return _send(iface, _udp_frame(src_mac, src_ip, dst_ip, dport, dst_mac))
+
+
+def tagged_udp_frame(iface, vid, src_mac, src_ip, dst_ip, dport):
+    """udp-frame (broadcast) with an 802.1Q header for VLAN ``vid``, as a guest tags its own."""
+    frame = _udp_frame(src_mac, src_ip, dst_ip, dport, "ff:ff:ff:ff:ff:ff")
+    return _send(iface, frame[:12] + struct.pack("!HH", 0x8100, int(vid)) + frame[12:])
+
+
+def _send(iface, frame):
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+        sock.bind((iface, 0))
+        sock.send(frame)
+    return 0
+
+
+def _udp_frame(src_mac, src_ip, dst_ip, dport, dst_mac):
     payload = b"vnm-probe"
     udp_header = struct.pack("!HHHH", 68 if src_ip == "0.0.0.0" else 40000, int(dport),
                              8 + len(payload), 0)
     ip_header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp_header) + len(payload),
                             1, 0, 64, 17, 0, socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
     ip_header = ip_header[:10] + struct.pack("!H", _checksum(ip_header)) + ip_header[12:]
-    frame = _mac(dst_mac) + _mac(src_mac) + b"\x08\x00" + ip_header + udp_header + payload
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
-        sock.bind((iface, 0))
-        sock.send(frame)
-    return 0
+    return _mac(dst_mac) + _mac(src_mac) + b"\x08\x00" + ip_header + udp_header + payload
 
 
 def arp_frame(iface, src_mac, sender_ip, target_ip):
@@ -232,7 +267,8 @@ def main(argv):
         for flag, value in zip(args[::2], args[1::2]):
             ports[flag] = [int(p) for p in value.split(",") if p]
         return serve(ports["--tcp"], ports["--udp"])
-    handlers = {"tcp": tcp, "udp": udp, "hold": hold, "flood": flood, "icmp4": icmp4, "udp-frame": udp_frame,
+    handlers = {"tcp": tcp, "udp": udp, "hold": hold, "converse": converse, "flood": flood, "icmp4": icmp4, "udp-frame": udp_frame,
+                "tagged-udp-frame": tagged_udp_frame,
                 "arp-frame": arp_frame, "sniff": sniff, "seen-from": seen_from}
     return handlers[command](*args)
 

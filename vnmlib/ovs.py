@@ -16,7 +16,7 @@ vSwitch in a namespace.
 import re
 
 from . import process
-from .errors import InputError, VnmError
+from .errors import InputError, OutcomeUnknown, VnmError
 from .steps import Step
 
 # Seconds an OVS tool may wait for the daemons. Without it a stopped
@@ -25,8 +25,10 @@ from .steps import Step
 TIMEOUT = 10
 
 
-def _vsctl_argv(commands):
+def _vsctl_argv(commands, wait=True):
     argv = [process.which("ovs-vsctl"), f"--timeout={TIMEOUT}"]
+    if not wait:
+        argv.append("--no-wait")
     for command in commands:
         argv += ["--", *command]
     return argv
@@ -34,16 +36,23 @@ def _vsctl_argv(commands):
 
 def _ovs_error(result, what):
     line = result.error_line()
-    if result.returncode == 142 or "alarm clock" in line.lower():  # killed by --timeout
-        line = f"no answer from Open vSwitch within {TIMEOUT} s (is ovs-vswitchd running?)"
+    if result.returncode in (142, -14) or "alarm clock" in line.lower():  # --timeout's SIGALRM
+        # ovs-vsctl may have committed to the database and timed out waiting for a
+        # stalled ovs-vswitchd: the step is undone too (vnmlib.steps.apply)
+        return OutcomeUnknown(f"{what}: no answer from Open vSwitch within {TIMEOUT} s "
+                              "(is ovs-vswitchd running?)")
     elif "database connection failed" in line or "No such file or directory" in line:
         line = f"cannot reach Open vSwitch ({line})"
     return VnmError(f"{what}: {line}")
 
 
-def vsctl(commands, what):
-    """Run ``commands`` (argv lists) as one ovs-vsctl transaction; its stdout."""
-    result = process.run(_vsctl_argv(commands))
+def vsctl(commands, what, wait=True):
+    """Run ``commands`` (argv lists) as one ovs-vsctl transaction; its stdout.
+
+    ``wait=False`` (``--no-wait``): return once the database has committed,
+    without waiting for ovs-vswitchd to catch up (an undo after a timeout).
+    """
+    result = process.run(_vsctl_argv(commands, wait))
     if not result.ok:
         raise _ovs_error(result, what)
     return result.stdout
@@ -114,8 +123,9 @@ def read_state(options=()):
                 raise InputError(f"{what}: Open vSwitch bridges have no column {column!r}")
         rows = db.select({
             "Bridge": ["name", "ports"] + sorted(names - {"name", "ports"}),
-            "Port": ["_uuid", "name", "tag", "trunks", "vlan_mode", "cvlans", "other_config"],
-            "Interface": ["name", "ofport", "error", "mtu_request"],
+            "Port": ["_uuid", "name", "tag", "trunks", "vlan_mode", "cvlans", "other_config",
+                     "external_ids"],
+            "Interface": ["name", "type", "ofport", "error", "mtu_request", "external_ids"],
             "Open_vSwitch": ["other_config"],
         })
     existing = {row["name"]: row for row in rows["Bridge"]}
@@ -152,7 +162,7 @@ def read_state(options=()):
     return OvsState(bridges, ports, interfaces, other_config, differences)
 
 
-FLOW_FIELDS = r"cookie=(0x[0-9a-f]+).*?\bin_port=(\d+).*?actions=note:([0-9a-f.]+)"
+FLOW_FIELDS = r"cookie=(0x[0-9a-f]+).*?\bin_port=([0-9]+).*?actions=note:([0-9a-f.]+)"
 
 
 def noted_ports(bridge):
@@ -178,22 +188,24 @@ class Transaction(Step):
     reverse it (for instance ``del-br`` of a bridge it creates).
     """
 
-    def __init__(self, commands, shown, undo_commands=(), origin=""):
+    def __init__(self, commands, shown, undo_commands=(), origin="", wait=True):
         self.commands = [list(c) for c in commands]
         self.shown = shown
         self.undo_commands = [list(c) for c in undo_commands]
         self.origin = origin
+        self.wait = wait
 
     def describe(self):
         return f"ovs: {self.shown}"
 
     def apply(self, nl):
-        vsctl(self.commands, "ovs-vsctl")
+        vsctl(self.commands, "ovs-vsctl", self.wait)
 
     def undo(self):
         if not self.undo_commands:
             return None
-        return Transaction(self.undo_commands, f"undo ({self.shown})")
+        # the database is the truth: an undo must not wait for a stalled ovs-vswitchd
+        return Transaction(self.undo_commands, f"undo ({self.shown})", wait=False)
 
 
 class FlowBundle(Step):

@@ -6,11 +6,17 @@ whose uplink port is PHYDEV (ovswitch) or the VXLAN device
 ``<PHYDEV>.<OUTER_VLAN_ID>`` (ovswitch_vxlan, :class:`OvsVxlanNeed`).
 
 - ``pre`` (:func:`attach`): bridge, uplink; one ovs-vsctl transaction.
-- ``post`` (:func:`configure_ports`): each VM port's VLAN settings (one
-  transaction) and its flows (one bundle per bridge, :mod:`vnmlib.ovs_flows`).
+- ``post`` (:func:`configure_ports`): each VM port's VLAN settings and vnm's
+  mark naming its NIC (one transaction) and its flows (one bundle per bridge,
+  :mod:`vnmlib.ovs_flows`).
 - ``clean`` (:func:`release`): the NICs' flows and ports, then the bridge when
   only its uplink is left and no other NIC uses it (SPEC decision 4).
 - ``update_nic`` (:func:`update`): port settings and uplink of a changed network.
+
+The tap's name is the NIC's ``TARGET``, which the VM's owner may write: only
+a port provably the NIC's (:func:`foreign_port`) is configured, re-configured
+or deleted; ``post`` refuses any other, ``clean`` and ``update_nic`` leave it
+alone with a WARN line (issue 23.4).
 
 The reference took no lock for OVS and raced (#2629, #6985, #7059); every
 action here holds the :class:`~vnmlib.locks.LinkLocks` of the bridges and
@@ -19,7 +25,7 @@ uplinks it plans for, the same locks the Linux-bridge drivers use.
 
 import re
 
-from . import ovs, ovs_flows, steps, sysfs, vlan_link
+from . import ovs, ovs_flows, port_owner, steps, sysfs, vlan_link
 from .config import is_true, merge_options, nic_conf
 from .errors import InputError, VnmError
 from .linux_bridge import HostView
@@ -28,6 +34,7 @@ from .naming import checked_vlan_device_name, parse_vlan_ranges
 from .nic_need import NicNeed
 
 QINQ_TYPES = ("802.1q", "802.1ad")
+UNTAGGED = 0  # the VLAN of frames without an 802.1Q header, for OVS's normal switching
 VLAN_RANGE = (1, 4094)  # 0 and 4095 are reserved by 802.1Q; OVS refuses a tag above 4095
 # a Bridge column, or a key of one of its maps ("other_config:mac-table-size");
 # patterns as text, compiled on first use (re caches them): most actions never need them
@@ -198,12 +205,11 @@ def attach(ctx, need_type):
         return
     for need in needs:
         need.uplink  # validate PHYDEV / OUTER_VLAN_ID before anything changes
+    records = [(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id)) for need in needs]
     with LinkLocks([name for need in needs for name in need.link_names()]):
         state = ovs.read_state(_wanted_options(needs))
-        steps.apply(plan_attach(state, needs), ctx.log)
-        users = BridgeUsers()
-        for need in needs:
-            users.add(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id))
+        with BridgeUsers().recorded(records):  # first: a full run directory builds nothing
+            steps.apply(plan_attach(state, needs), ctx.log)
 
 
 # -- VM ports -------------------------------------------------------------------
@@ -219,7 +225,13 @@ def port_columns(nic):
       VLAN_TAGGED_ID trunks. Without trunks the port trunks only its own VLAN:
       the reference left ``trunks`` empty, which in OVS means *every* VLAN, so
       its VM could send tagged frames into any other network on the bridge;
-    - neither: ``trunk`` mode with VLAN_TAGGED_ID (empty: all VLANs, as the reference).
+    - neither: ``trunk`` mode with the VLAN_TAGGED_ID trunks; without them
+      only VLAN 0, the untagged frames (``trunks=0``). The reference left
+      ``trunks`` empty, every VLAN: its VM sent and received the frames of
+      every VLAN network sharing the bridge. OVS puts an untagged frame that
+      enters a trunk port in VLAN 0, drops a frame tagged with a VLAN the
+      port does not trunk, and sends out of it only its VLANs' frames, those
+      of VLAN 0 untagged (ovs-vswitchd.conf.db(5), Port "VLAN Configuration").
     """
     label = nic.label
     vlan_id = nic.int_attr("VLAN_ID", *VLAN_RANGE, required=False)
@@ -242,16 +254,24 @@ def port_columns(nic):
         port = {"vlan_mode": "native-untagged", "tag": str(vlan_id),
                 "trunks": _vid_list(trunks or [vlan_id])}
     else:
-        port = {"vlan_mode": "trunk", "tag": "[]", "trunks": _vid_list(trunks)}
+        port = {"vlan_mode": "trunk", "tag": "[]", "trunks": _vid_list(trunks or [UNTAGGED])}
     port["cvlans"] = "[]"
     return interface, port, ["qinq-ethtype"]
 
 
 def port_commands(nic, tap):
-    """ovs-vsctl commands giving ``tap`` :func:`port_columns`."""
+    """ovs-vsctl commands giving ``tap`` :func:`port_columns` and marking it as ``nic``'s.
+
+    The mark (:func:`vnmlib.port_owner.mark`) goes on the Port: it is the
+    record ``post`` configures and ``clean`` deletes, and OVS makes a new one
+    whenever the hypervisor re-adds the tap, so a mark never outlives the tap
+    it was written for. The Interface's ``external_ids`` are the
+    hypervisor's (libvirt's attached-mac, iface-id, vm-id; OVN reads them).
+    """
     interface, port, dropped = port_columns(nic)
+    marks = [f"external_ids:{k}={v}" for k, v in port_owner.mark(nic).items()]
     commands = [["set", "Interface", tap, *(f"{k}={v}" for k, v in interface.items())],
-                ["set", "Port", tap, *(f"{k}={v}" for k, v in port.items())]]
+                ["set", "Port", tap, *(f"{k}={v}" for k, v in port.items()), *marks]]
     commands += [["remove", "Port", tap, "other_config", key] for key in dropped]
     return commands
 
@@ -264,8 +284,56 @@ def _uses_qinq(nic):
     return bool(nic.get("CVLANS"))
 
 
-def _require_port(state, vm, nic):
-    """The NIC's tap and its OpenFlow port number; the hypervisor must have added it."""
+# -- whose port -----------------------------------------------------------------------
+
+def foreign_port(state, vm, need, tap):
+    """Why the port ``tap`` is not provably ``need``'s NIC's (a phrase); None when it is.
+
+    Never the uplink or the bridge's own port. A port vnm marked answers by
+    its mark. An unmarked port (a VM deployed by the reference or an older
+    vnm; or between the hypervisor's add-port and the first ``post``) must
+    not be what no guest is (an OVS internal/patch/tunnel interface, a
+    hardware NIC, a bridge, bond, vlan or vxlan device), and is the NIC's when
+    libvirt's ``attached-mac`` is the NIC's MAC or, where the hypervisor
+    wrote none, when it carries the NIC's own name (``one-<vm>-<nic>``) and
+    its MAC does not show it as another guest's tap (:mod:`vnmlib.port_owner`).
+    """
+    nic = need.nic
+    if tap == need.uplink:
+        return f"is the uplink of Open vSwitch bridge {need.bridge}"
+    if tap == need.bridge:
+        return f"is the own port of Open vSwitch bridge {need.bridge}"
+    owner = port_owner.marked((state.ports.get(tap) or {}).get("external_ids") or {})
+    if owner is not None:
+        if owner == (nic.vm_id, nic.nic_id):
+            return None
+        return f"is the Open vSwitch port of {port_owner.owner_text(owner)}"
+    interface = state.interfaces.get(tap) or {}
+    kind = interface.get("type") or ""
+    if kind not in port_owner.GUEST_INTERFACE_TYPES:
+        return f"is an Open vSwitch {kind} interface, not a VM's tap"
+    device = port_owner.not_a_guest_device(tap)
+    if device:
+        return f"is {device}, not a VM's tap"
+    attached = (interface.get("external_ids") or {}).get("attached-mac")
+    if attached:
+        if port_owner.same_mac(attached, nic.get("MAC") or ""):
+            return None
+        return (f"is the port of the guest MAC {attached} (its attached-mac), not of this NIC's "
+                f"MAC {nic.get('MAC') or '(none)'}")
+    other = port_owner.other_guests_tap(tap, nic)
+    if other:
+        return other
+    if port_owner.default_name(vm, nic, tap):
+        return None
+    return ("has neither vnm's mark nor an attached-mac: nothing shows it is this NIC's "
+            "Open vSwitch port")
+
+
+def _require_port(state, vm, need):
+    """The NIC's tap and its OpenFlow port number; the hypervisor must have added it,
+    and it must be provably this NIC's (:func:`foreign_port`)."""
+    nic = need.nic
     tap = vm.tap_name(nic)
     bridge = state.bridge_of(tap)
     if bridge is None:
@@ -277,6 +345,10 @@ def _require_port(state, vm, nic):
     if not isinstance(ofport, int) or ofport <= 0:
         error = (state.interfaces.get(tap) or {}).get("error") or "no OpenFlow port number"
         raise VnmError(f"{nic.label}: Open vSwitch cannot use tap {tap}: {error}")
+    foreign = foreign_port(state, vm, need, tap)
+    if foreign:
+        raise VnmError(f"{nic.label}: {port_owner.target_text(vm, nic, tap)} {foreign}: "
+                       "refusing to configure it")
     return tap, ofport
 
 
@@ -285,11 +357,12 @@ def _aliases_of(vm, driver, nic, leaving=None):
             if a.get("PARENT_ID") == nic.get("NIC_ID") and a is not leaving]
 
 
-def plan_flows(state, vm, driver, nics, conf, leaving_alias=None):
-    """One bundle per bridge replacing the flows of ``nics``' ports."""
+def plan_flows(state, vm, driver, needs, conf, leaving_alias=None):
+    """One bundle per bridge replacing the flows of ``needs``' ports."""
     by_bridge = {}
-    for nic in nics:
-        tap, port = _require_port(state, vm, nic)
+    for need in needs:
+        nic = need.nic
+        tap, port = _require_port(state, vm, need)
         arp = is_true(nic_conf(conf, nic).get("arp_cache_poisoning"))
         flows = ovs_flows.port_flows(port, nic, _aliases_of(vm, driver, nic, leaving_alias), arp)
         lines, shown = by_bridge.setdefault(nic.bridge, ([], []))
@@ -300,15 +373,16 @@ def plan_flows(state, vm, driver, nics, conf, leaving_alias=None):
             for bridge, (lines, shown) in by_bridge.items()]
 
 
-def plan_port_settings(state, vm, nics):
-    """One transaction with every port's settings, plus vlan-limit for QinQ."""
+def plan_port_settings(state, vm, needs):
+    """One transaction with every port's settings and mark, plus vlan-limit for QinQ."""
     commands, shown, planned = [], [], []
-    for nic in nics:
-        tap, _ = _require_port(state, vm, nic)
-        commands += port_commands(nic, tap)
+    for need in needs:
+        tap, _ = _require_port(state, vm, need)
+        commands += port_commands(need.nic, tap)
         shown.append(tap)
     # OVS parses one VLAN header unless vlan-limit says more; QinQ needs 2 (0: no limit)
-    if any(_uses_qinq(nic) for nic in nics) and state.other_config.get("vlan-limit", "1") == "1":
+    qinq = any(_uses_qinq(need.nic) for need in needs)
+    if qinq and state.other_config.get("vlan-limit", "1") == "1":
         commands.append(["set", "Open_vSwitch", ".", "other_config:vlan-limit=2"])
         shown.append("vlan-limit=2")
         planned_purge = [ovs.PurgeDatapathFlows()]
@@ -324,8 +398,9 @@ def _alias_parent(vm, driver, alias):
                 None)
 
 
-def configure_ports(ctx):
-    """``post``: settings and flows of the VM's ports (only the hot-plugged one's when attaching)."""
+def configure_ports(ctx, need_type):
+    """``post``: settings, mark and flows of the VM's ports (only the hot-plugged one's
+    when attaching); a port that is not provably the NIC's: one error, nothing changed."""
     vm, driver = ctx.vm, ctx.driver
     plugged = vm.hotplugged()
     flows_only = plugged is not None and plugged.kind == "NIC_ALIAS"
@@ -336,20 +411,44 @@ def configure_ports(ctx):
         nics = vm.scoped_nics(driver)
     if not nics:
         return
+    needs = [need_type(nic, ctx.conf) for nic in nics]
+    for need in needs:
+        need.uplink  # validate PHYDEV / OUTER_VLAN_ID: the port must not be the uplink
     with LinkLocks(sorted({nic.bridge for nic in nics})):
         state = ovs.read_state()
-        planned = [] if flows_only else plan_port_settings(state, vm, nics)
-        planned += plan_flows(state, vm, driver, nics, ctx.conf)
+        planned = [] if flows_only else plan_port_settings(state, vm, needs)
+        planned += plan_flows(state, vm, driver, needs, ctx.conf)
         steps.apply(planned, ctx.log)
 
 
 # -- clean ------------------------------------------------------------------------
 
-def _legacy_ports(state, bridge, nics, taps):
+def owned_taps(state, vm, needs, log):
+    """The taps of ``needs`` that are ports of their bridge and provably their NIC's.
+
+    For a port that is not (:func:`foreign_port`: the uplink, another VM's
+    port…) one WARN line: it stays as it is, with its flows.
+    """
+    owned = set()
+    for need in needs:
+        tap = vm.tap_name(need.nic)
+        if state.bridge_of(tap) != need.bridge:
+            continue
+        foreign = foreign_port(state, vm, need, tap)
+        if foreign:
+            log.warning(f"{need.nic.label}: {port_owner.target_text(vm, need.nic, tap)} "
+                        f"{foreign}: left as it is")
+        else:
+            owned.add(tap)
+    return owned
+
+
+def _legacy_ports(state, bridge, nics, taps, owned):
     """Ports of flows the reference made for ``nics`` (found by note, no cookie).
 
     A port number now used by another interface is not ours any more: its
-    flows belong to that interface's NIC.
+    flows belong to that interface's NIC; nor is a live port not provably the
+    NIC's (``owned``): ``delete in_port`` would take its owner's flows too.
     """
     notes = {ovs_flows.note(nic): tap for nic, tap in zip(nics, taps)}
     live = {entry["ofport"]: name for name, entry in state.interfaces.items()}
@@ -358,16 +457,18 @@ def _legacy_ports(state, bridge, nics, taps):
         tap = next((t for n, t in notes.items() if flow_note.startswith(n)), None)
         if tap is None or flow_cookie >> 48 == ovs_flows.COOKIE_TAG:
             continue
-        if live.get(port, tap) == tap:
+        if live.get(port, tap) == tap and (port not in live or tap in owned):
             found.append(port)
     return sorted(set(found))
 
 
-def plan_release(state, vm, needs, users):
+def plan_release(state, vm, needs, users, owned):
     """Flows and ports of ``needs``' NICs; bridges left with only their uplink go, devices too.
 
-    A bridge that goes takes its flows with it: only the flows of a bridge
-    that stays are deleted (by cookie, and the reference's by note).
+    Only the ports in ``owned`` (:func:`owned_taps`) are deleted; the NICs'
+    flows always are, by their cookie. A bridge that goes takes its flows
+    with it: only the flows of a bridge that stays are deleted (by cookie,
+    and the reference's by note).
     """
     planned, commands, shown, deleted_links = [], [], [], []
     by_bridge = {}
@@ -380,7 +481,7 @@ def plan_release(state, vm, needs, users):
         taps = [vm.tap_name(nic) for nic in nics]
         ports = set(state.bridges[bridge]) - {bridge}  # a bridge's own internal port
         for tap in taps:
-            if tap in ports:
+            if tap in ports and tap in owned:
                 commands.append(["--if-exists", "del-port", bridge, tap])
                 shown.append(f"delete port {tap} from {bridge}")
                 ports.discard(tap)
@@ -391,7 +492,7 @@ def plan_release(state, vm, needs, users):
                               if d in ports]
             continue
         lines = [line for nic in nics for line in ovs_flows.delete_lines(nic)]
-        lines += [f"delete in_port={p}" for p in _legacy_ports(state, bridge, nics, taps)]
+        lines += [f"delete in_port={p}" for p in _legacy_ports(state, bridge, nics, taps, owned)]
         planned.append(ovs.FlowBundle(bridge, lines, f"delete flows of {', '.join(taps)} "
                                                      f"on {bridge}"))
     if commands:
@@ -411,7 +512,7 @@ def release(ctx, need_type):
     vm, driver = ctx.vm, ctx.driver
     plugged = vm.hotplugged()
     if plugged is not None and plugged.kind == "NIC_ALIAS":
-        _release_alias(ctx, plugged)
+        _release_alias(ctx, plugged, need_type)
         return
     needs = [need_type(nic, ctx.conf) for nic in vm.scoped_nics(driver)]
     if not needs:
@@ -421,20 +522,24 @@ def release(ctx, need_type):
         for need in needs:
             users.remove(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id))
         state = ovs.read_state()
-        steps.apply(plan_release(state, vm, needs, users), ctx.log)
+        owned = owned_taps(state, vm, needs, ctx.log)
+        steps.apply(plan_release(state, vm, needs, users, owned), ctx.log)
 
 
-def _release_alias(ctx, alias):
+def _release_alias(ctx, alias, need_type):
     """A detached alias: its parent's port keeps its flows minus the alias' addresses."""
     vm, driver = ctx.vm, ctx.driver
     parent = _alias_parent(vm, driver, alias)
     if parent is None:
         return
+    need = need_type(parent, ctx.conf)
     with LinkLocks([parent.bridge]):
         state = ovs.read_state()
         if state.bridge_of(vm.tap_name(parent)) != parent.bridge:
             return  # the parent's port is gone too: nothing carries the alias any more
-        steps.apply(plan_flows(state, vm, driver, [parent], ctx.conf, leaving_alias=alias),
+        if not owned_taps(state, vm, [need], ctx.log):
+            return  # not the parent's port: its flows are its owner's
+        steps.apply(plan_flows(state, vm, driver, [need], ctx.conf, leaving_alias=alias),
                     ctx.log)
 
 
@@ -468,12 +573,13 @@ def update(ctx, need_type, uplink_keys):
     names = [n for need in needs for n in need.link_names()] + [o for o in olds if o]
     with LinkLocks(names):
         state = ovs.read_state()
+        # a port not provably the NIC's keeps its settings (a WARN line each)
+        owned = owned_taps(state, vm, needs, ctx.log) if reconfigure else set()
         planned = []
         if swap:
             planned += _plan_uplink_swap(state, needs, olds)
         if reconfigure:
-            present = [need.nic for need in needs
-                       if state.bridge_of(vm.tap_name(need.nic)) == need.bridge]
+            present = [need for need in needs if vm.tap_name(need.nic) in owned]
             if present:
                 planned += plan_port_settings(state, vm, present)
         steps.apply(planned, ctx.log)

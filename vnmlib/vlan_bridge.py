@@ -10,7 +10,7 @@ re-create it or change its MTU on ``update_nic``, and the 802.1Q bridge VLAN
 filters (QinQ ``CVLANS``, ``VLAN_TAGGED_ID`` trunks).
 """
 
-from . import linux_bridge, steps, sysfs, vlan_link
+from . import linux_bridge, port_owner, steps, sysfs, vlan_link
 from .config import is_true
 from .errors import InputError, VnmError
 from .locks import LinkLocks
@@ -145,7 +145,7 @@ def post_filters(ctx, need_type):
     with LinkLocks([name for need, _, _ in wanted for name in need.link_names()]):
         planned, enabling = [], set()
         for need, s_vlan, vids in wanted:
-            tap = linux_bridge.require_tap(vm, need.nic, need.bridge)
+            tap = linux_bridge.require_tap(vm, need.nic, need.bridge, [need.device])
             if sysfs.master(need.device) != need.bridge:
                 raise VnmError(f"{need.nic.label}: {need.device} is not a port of {need.bridge}; "
                                "pre must run before post")
@@ -183,7 +183,7 @@ def update(ctx, need_type, filters=False):
         for need, old in zip(needs, olds):
             planned += _plan_update(view, need, old, recreate)
             if refilter:
-                planned += _plan_refilter(vm, need, changed, recreate, enabling)
+                planned += _plan_refilter(vm, need, changed, recreate, enabling, ctx.log)
         steps.apply(planned, ctx.log)
 
 
@@ -213,7 +213,7 @@ def _plan_update(view, need, old, recreate):
     return planned
 
 
-def _plan_refilter(vm, need, changed, recreate, enabling):
+def _plan_refilter(vm, need, changed, recreate, enabling, log):
     nic = need.nic
     s_vlan, vids = vlan_filters(nic)
     old_s = _old_int(changed, "VLAN_ID", nic.vlan_id)
@@ -223,7 +223,8 @@ def _plan_refilter(vm, need, changed, recreate, enabling):
     new_all = set(vids) | ({s_vlan} if s_vlan is not None else set())
     remove = sorted(old_all - new_all)
     tap = vm.tap_name(nic)
-    ports = [(tap, remove)] if sysfs.master(tap) == need.bridge else []
+    ports = ([(tap, remove)] if sysfs.master(tap) == need.bridge
+             and port_owner.own_tap(vm, nic, tap, log, [need.device]) else [])
     # a re-created device starts with no filters: nothing to remove from it
     ports.append((need.device, () if recreate else remove))
     return plan_filters(need.bridge, ports, s_vlan, vids, enabling)

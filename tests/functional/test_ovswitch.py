@@ -112,7 +112,9 @@ def test_golden_c_replay(host):
             host.ovs.ofctl("add-flow", "goldref", flow)
         ours = host.ovs.flows(bridge)
         assert all(f.startswith("cookie=0x4f4e") for f in ours if "priority=0 " not in f)
-        assert strip_cookies(ours) == strip_cookies(host.ovs.flows("goldref"))
+        # minus vnm's guard flows, a deliberate addition (golden_ovs.without_vnm_guards)
+        assert strip_cookies(golden_ovs.without_vnm_guards(ours)) == \
+            strip_cookies(host.ovs.flows("goldref"))
     host.ovs.vsctl("del-br", "goldref")
 
     done = host.run("ovswitch", "update_sg", "one-9", stdin=VM9)
@@ -262,7 +264,8 @@ def test_post_twice_gives_the_same_flows(host):
     first = host.ovs.flows("ovsw10")
     assert_ok(host.run("ovswitch", "post", "one-29", "h", stdin=stdin))
     assert host.ovs.flows("ovsw10") == first
-    assert len(first) == 1 + 3 + 3 + 8  # default, pipeline, MAC, IP (no IPv6 address)
+    # default, pipeline, MAC, IP (no IPv6 address); vnm's guard flows apart (golden_ovs)
+    assert len(golden_ovs.without_vnm_guards(first)) == 1 + 3 + 3 + 8
 
 
 def test_restarted_vm_on_a_new_port_number_leaves_no_stale_flows(host):
@@ -330,6 +333,128 @@ def test_clean_keeps_a_bridge_a_vm_between_pre_and_post_needs(host):
     assert host.ovs.bridges() == {"ovsw16"}
     assert_ok(host.run("ovswitch", "clean", "h", stdin=b))
     assert host.ovs.bridges() == set()
+
+
+# -- whose port: TARGET is the user's (issue 23.4) ----------------------------------------
+
+def libvirt_plug(host, bridge, tap, mac):
+    """As libvirt adds a guest's tap: with the guest's MAC in the Interface's attached-mac."""
+    host.plug(bridge, tap)
+    host.ovs.vsctl("set", "Interface", tap, f"external_ids:attached-mac={mac}")
+
+
+def warnings(done):
+    return [line for line in done.stderr.decode().splitlines() if line.startswith("WARN:")]
+
+
+def port_state(host, bridge, *ports):
+    """Everything an attacker's post / clean could change: ports, their columns, all flows."""
+    columns = ("tag", "trunks", "vlan_mode", "cvlans", "other_config", "external_ids")
+    return (host.ovs.ports(bridge), [host.ovs.row("Port", p, *columns) for p in ports],
+            [host.ovs.row("Interface", p, "mtu_request", "external_ids") for p in ports],
+            host.ovs.flows(bridge))
+
+
+def victim_and_attacker(host, bridge):
+    """VM 70 (the victim, VLAN 10, anti-spoofing) and VM 71 (VLAN 20) deployed normally."""
+    victim = ovs_nic(70, 0, bridge, PHYDEV="uplink0", VLAN_ID=10, FILTER_MAC_SPOOFING="YES",
+                     IP="10.70.0.70", FILTER_IP_SPOOFING="YES")
+    attacker = ovs_nic(71, 0, bridge, PHYDEV="uplink0", VLAN_ID=20, FILTER_MAC_SPOOFING="YES")
+    for nic in (victim, attacker):
+        stdin = vm(nic["NIC_ID"] + int(nic["TARGET"].split("-")[1]), nic)
+        assert_ok(host.run("ovswitch", "pre", stdin=stdin))
+        libvirt_plug(host, bridge, nic["TARGET"], nic["MAC"])
+        assert_ok(host.run("ovswitch", "post", "one-x", "h", stdin=stdin))
+    return victim, attacker
+
+
+def test_post_marks_the_port_as_the_nics(host):
+    victim, _ = victim_and_attacker(host, "ovsown0")
+    assert host.ovs.row("Port", "one-70-0", "external_ids")["external_ids"] == {
+        "vnm-vm": "70", "vnm-nic": "0"}
+    assert host.ovs.row("Port", "uplink0", "external_ids")["external_ids"] == {}
+
+
+@pytest.mark.parametrize("target, needle", [
+    ("one-70-0", "VM 70 NIC 0"),       # another VM's port, marked by its post
+    ("uplink0", "uplink of Open vSwitch bridge ovsown1"),
+    ("ovsown1", "own port"),
+])
+def test_post_refuses_a_target_that_is_not_the_nics_port(host, target, needle):
+    """An attacker's NIC naming the victim's tap or the uplink: one error, nothing changed."""
+    _, attacker = victim_and_attacker(host, "ovsown1")
+    before = port_state(host, "ovsown1", "one-70-0", "uplink0", "one-71-0")
+    forged = vm(71, dict(attacker, TARGET=target, VLAN_ID=30))
+    assert_one_error(host.run("ovswitch", "post", "one-71", "h", stdin=forged),
+                     "NIC 0", f"TARGET {target}", needle)
+    assert port_state(host, "ovsown1", "one-70-0", "uplink0", "one-71-0") == before
+
+
+def test_post_refuses_an_unmarked_port_of_another_guest(host):
+    """Upgrade: the victim's port from before vnm marked ports, told by libvirt's attached-mac."""
+    _, attacker = victim_and_attacker(host, "ovsown2")
+    host.ovs.vsctl("remove", "Port", "one-70-0", "external_ids", "vnm-vm", "vnm-nic")
+    before = port_state(host, "ovsown2", "one-70-0")
+    forged = vm(71, dict(attacker, TARGET="one-70-0"))
+    assert_one_error(host.run("ovswitch", "post", "one-71", "h", stdin=forged),
+                     "NIC 0", "TARGET one-70-0", "attached-mac", attacker["MAC"])
+    # without attached-mac, a name that is not the NIC's own proves nothing either
+    host.ovs.vsctl("remove", "Interface", "one-70-0", "external_ids", "attached-mac")
+    before = port_state(host, "ovsown2", "one-70-0")
+    assert_one_error(host.run("ovswitch", "post", "one-71", "h", stdin=forged),
+                     "NIC 0", "TARGET one-70-0", "neither vnm's mark nor an attached-mac")
+    assert port_state(host, "ovsown2", "one-70-0") == before
+
+
+@pytest.mark.parametrize("target, marked", [("one-70-0", True), ("one-70-0", False),
+                                            ("uplink0", False)])
+def test_clean_leaves_a_foreign_target_and_cleans_its_own_flows(host, target, marked):
+    """clean with TARGET = the victim's tap (marked, or from before marks) or the uplink:
+    a WARN line, the port and its flows stay, the attacker's own flows (cookie) go, exit 0."""
+    victim, attacker = victim_and_attacker(host, "ovsown3")
+    if not marked:
+        host.ovs.vsctl("remove", "Port", "one-70-0", "external_ids", "vnm-vm", "vnm-nic")
+    victim_flows = [f for f in host.ovs.flows("ovsown3") if "cookie=0x4f4e00000046" in f]
+    assert victim_flows
+    done = assert_ok(host.run("ovswitch", "clean", "h",
+                              stdin=vm(71, dict(attacker, TARGET=target))))
+    assert len(warnings(done)) == 1
+    assert "NIC 0" in warnings(done)[0] and f"TARGET {target}" in warnings(done)[0]
+    assert host.ovs.ports("ovsown3") == {"uplink0", "one-70-0", "one-71-0"}
+    flows = host.ovs.flows("ovsown3")
+    assert [f for f in flows if "cookie=0x4f4e00000046" in f] == victim_flows
+    assert not [f for f in flows if "cookie=0x4f4e00000047" in f]
+    assert host.ovs.row("Port", "one-70-0", "tag")["tag"] == 10
+    # the victim's own lifecycle is untouched: its clean removes its port, the bridge stays
+    assert_ok(host.run("ovswitch", "clean", "h", stdin=vm(70, victim)))
+    assert host.ovs.ports("ovsown3") == {"uplink0", "one-71-0"}
+
+
+def test_clean_of_ports_from_before_marks(host):
+    """Upgrade live: an unmarked port is removed when libvirt's attached-mac is the NIC's MAC
+    (or, without attached-mac, when it has the NIC's own name); not when neither shows it."""
+    nics = [ovs_nic(72, 0, "ovsown4", PHYDEV="uplink0", TARGET="vm72a"),
+            ovs_nic(72, 1, "ovsown4", PHYDEV="uplink0"),
+            ovs_nic(72, 2, "ovsown4", PHYDEV="uplink0", TARGET="vm72c")]
+    stdin = vm(72, *nics)
+    assert_ok(host.run("ovswitch", "pre", stdin=stdin))
+    host.plug("ovsown4", "one-3-0")  # another VM keeps the bridge alive
+    libvirt_plug(host, "ovsown4", "vm72a", nics[0]["MAC"])
+    host.plug("ovsown4", "one-72-1")
+    host.plug("ovsown4", "vm72c")  # no attached-mac, not the NIC's own name
+    done = assert_ok(host.run("ovswitch", "clean", "h", stdin=stdin))
+    assert host.ovs.ports("ovsown4") == {"uplink0", "one-3-0", "vm72c"}
+    assert len(warnings(done)) == 1 and "NIC 2: TARGET vm72c" in warnings(done)[0]
+
+
+def test_update_nic_leaves_a_foreign_target(host):
+    victim, attacker = victim_and_attacker(host, "ovsown5")
+    before = port_state(host, "ovsown5", "one-70-0")
+    forged = dict(attacker, TARGET="one-70-0", VLAN_ID=30)
+    done = assert_ok(host.run("ovswitch", "update_nic", "one-71", "5",
+                              stdin=update_xml(71, [forged], VLAN_ID=20)))
+    assert len(warnings(done)) == 1 and "TARGET one-70-0" in warnings(done)[0]
+    assert port_state(host, "ovsown5", "one-70-0") == before
 
 
 # -- hot-plug ---------------------------------------------------------------------------
@@ -400,7 +525,8 @@ def test_update_nic_port_settings(host):
     assert_ok(host.run("ovswitch", "update_nic", "one-41", "5",
                        stdin=update_xml(41, [nic], CVLANS="100-101", VLAN_ID=20)))
     port = host.ovs.row("Port", "one-41-0", "tag", "trunks", "vlan_mode", "cvlans", "other_config")
-    assert port == {"tag": [], "trunks": [], "vlan_mode": "trunk", "cvlans": [], "other_config": {}}
+    # no VLAN_ID: untagged frames only (VLAN 0; OVSDB writes a one-element set as its atom)
+    assert port == {"tag": [], "trunks": 0, "vlan_mode": "trunk", "cvlans": [], "other_config": {}}
     other_vnet = ovs_nic(41, 0, "ovsw19", VLAN_ID=99, NETWORK_ID=6)
     assert_ok(host.run("ovswitch", "update_nic", "one-41", "5",
                        stdin=update_xml(41, [other_vnet], VLAN_ID=20)))
@@ -455,7 +581,8 @@ def test_twenty_vms_at_once_on_one_bridge(host):
     for i in vms:
         assert host.ovs.row("Port", f"one-{100 + i}-0", "tag")["tag"] == 10 + i % 3
         port = host.ovs.ofport(f"one-{100 + i}-0")
-        assert len([f for f in host.ovs.flows("ovsw22") if re.search(rf"in_port={port}\b", f)]) == 11
+        flows = golden_ovs.without_vnm_guards(host.ovs.flows("ovsw22"))  # vnm's guards apart
+        assert len([f for f in flows if re.search(rf"in_port={port}\b", f)]) == 11
     all_at_once("clean", "h")
     assert host.ovs.bridges() == set()
 
@@ -504,6 +631,50 @@ def test_vlans_isolate_and_spoofed_frames_are_dropped(host):
 
 
 
+def test_a_port_without_vlan_id_carries_untagged_frames_only(host):
+    """Issue 23.6: VM 80's network has no VLAN_ID; VLAN 10 and 20 networks share its bridge.
+    Tagged frames cross neither way: from VM 80 (tagged by itself) into VLAN
+    10/20, nor from VLAN 10/20 to VM 80; untagged frames reach VM 83 (no VLAN_ID either)."""
+    vlans = {80: None, 81: 10, 82: 20, 83: None}
+    guests = {}
+    for vm_id, vlan in vlans.items():
+        attrs = ovs_nic(vm_id, 0, "ovsw24", IP=f"10.24.0.{vm_id}",
+                        **({"VLAN_ID": vlan} if vlan else {}))
+        stdin = vm(vm_id, attrs)
+        assert_ok(host.run("ovswitch", "pre", stdin=stdin))
+        guests[vm_id] = host.guest("ovsw24", f"one-{vm_id}-0", attrs["MAC"],
+                                   f"10.24.0.{vm_id}/24")
+        guests[vm_id].mac = attrs["MAC"]
+        assert_ok(host.run("ovswitch", "post", f"one-{vm_id}", "h", stdin=stdin))
+    a, t10, t20, u = (guests[i] for i in (80, 81, 82, 83))
+    assert host.ovs.row("Port", "one-80-0", "vlan_mode", "tag", "trunks") == {
+        "vlan_mode": "trunk", "tag": [], "trunks": 0}
+    port = iter(range(9100, 9200))
+
+    def received(sender, listener, vid=None):
+        """Whether one broadcast UDP frame the sender sends (802.1Q-tagged with ``vid``)
+        reaches the listener, tagged or not (the kernel strips a tag before the sniffer)."""
+        dport = next(port)
+        sniffer = listener.start("sniff", listener.dev, 1.0, "udp", dport)
+        frame = [sender.dev, sender.mac, "10.24.0.1", "10.24.0.255", dport]
+        if vid is None:
+            assert sender.probe("udp-frame", *frame) == 0
+        else:
+            assert sender.probe("tagged-udp-frame", frame[0], vid, *frame[1:]) == 0
+        return int(sniffer.communicate()[0].split()[-1])
+
+    def leaks():
+        """Frames crossing between VM 80 and the VLAN networks, either way."""
+        return {"to VLAN 10": received(a, t10, vid=10), "to VLAN 20": received(a, t20, vid=20),
+                "from VLAN 10": received(t10, a), "from VLAN 20": received(t20, a)}
+
+    assert leaks() == {"to VLAN 10": 0, "to VLAN 20": 0, "from VLAN 10": 0, "from VLAN 20": 0}
+    assert received(a, u) == 1 and received(u, a) == 1
+    # the reference's columns (trunks empty: every VLAN) let all of them through
+    host.ovs.vsctl("set", "Port", "one-80-0", "trunks=[]")
+    assert leaks() == {"to VLAN 10": 1, "to VLAN 20": 1, "from VLAN 10": 1, "from VLAN 20": 1}
+
+
 # -- vnm plan ---------------------------------------------------------------------
 
 def test_plan_of_ovs_actions_changes_nothing_and_equals_the_run(host, tmp_path):
@@ -547,17 +718,27 @@ def test_plan_of_ovs_actions_changes_nothing_and_equals_the_run(host, tmp_path):
 
 def test_gc_removes_a_dead_vms_flows_and_port(host):
     """`vnm gc`: VM 62's tap vanished without clean; its flows (by cookie) and its port
-    go, VM 63's stay."""
+    go, VM 63's stay. VM 64's port is found by vnm's mark whatever its name (TARGET); a port
+    named like VM 65's tap but marked as live VM 63's NIC 1 is VM 63's, and stays."""
+    import glob
     import json
     import os
     import subprocess
 
     from helpers import PYTHON, REPO
 
-    for vm_id in (62, 63):
-        stdin = vm(vm_id, ovs_nic(vm_id, 0, "ovsgc", VLAN_ID=10, FILTER_MAC_SPOOFING="YES"))
-        lifecycle(host, stdin, "ovsgc", [f"one-{vm_id}-0"])
-    host.ns.ip("link", "del", "one-62-0")
+    for vm_id, target in ((62, "one-62-0"), (63, "one-63-0"), (64, "vm64tap")):
+        nic = ovs_nic(vm_id, 0, "ovsgc", VLAN_ID=10, FILTER_MAC_SPOOFING="YES", TARGET=target)
+        assert_ok(host.run("ovswitch", "pre", stdin=vm(vm_id, nic)))
+        libvirt_plug(host, "ovsgc", target, nic["MAC"])
+        assert_ok(host.run("ovswitch", "post", "one-x", "h", stdin=vm(vm_id, nic)))
+    host.plug("ovsgc", "one-65-0")
+    host.ovs.vsctl("set", "Port", "one-65-0", "external_ids:vnm-vm=63", "external_ids:vnm-nic=1")
+    for tap in ("one-62-0", "vm64tap", "one-65-0"):
+        host.ns.ip("link", "del", tap)
+    # long ago: a record younger than gc_record_grace is a VM being deployed
+    for record in glob.glob(os.path.join(host.ns.run_dir, "users", "*", "ovsgc", "6[24]-0")):
+        os.utime(record, (0, 0))
     env = dict(os.environ, VNM_RUN_DIR=host.ns.run_dir, PYTHONPATH=REPO, **host.ovs.env)
 
     def gc(*args):
@@ -569,9 +750,10 @@ def test_gc_removes_a_dead_vms_flows_and_port(host):
 
     found = {(r["remove"], r["what"]) for r in json.loads(gc("--json"))}
     assert found == {("ovs flows", "one-62-0"), ("ovs port", "ovsgc:one-62-0"),
-                     ("record", "ovsgc:62-0")}
+                     ("record", "ovsgc:62-0"), ("ovs flows", "one-64-0"),
+                     ("ovs port", "ovsgc:vm64tap"), ("record", "ovsgc:64-0")}
     gc("--apply")
     flows = host.ovs.flows("ovsgc")
-    assert not any("0x4f4e0000003e" in f for f in flows)
+    assert not any("0x4f4e0000003e" in f or "0x4f4e00000040" in f for f in flows)
     assert any("0x4f4e0000003f" in f for f in flows)
-    assert host.ovs.vsctl("list-ports", "ovsgc").split() == ["one-63-0"]
+    assert host.ovs.ports("ovsgc") == {"one-63-0", "one-65-0"}

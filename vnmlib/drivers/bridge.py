@@ -4,7 +4,7 @@ The handlers select NICs by ``ctx.driver`` so that drivers built on the
 bridge (fw) reuse them for their own NICs.
 """
 
-from .. import linux_bridge, steps, sysfs
+from .. import linux_bridge, port_owner, steps, sysfs
 from ..locks import LinkLocks
 from ..naming import check_ifname, old_vlan_ranges
 from . import action_table, privileged, succeed
@@ -67,16 +67,16 @@ def update_nic(ctx):
                 if nic.phydev:
                     planned += linux_bridge.plan_uplink(view, nic.phydev, bridge, nic.label)
             if "VLAN_TAGGED_ID" in changed:
-                planned += _retrunk(vm, nic, changed["VLAN_TAGGED_ID"])
+                planned += _retrunk(vm, nic, changed["VLAN_TAGGED_ID"], ctx.log)
         steps.apply(planned, ctx.log)
 
 
-def _retrunk(vm, nic, old_text):
+def _retrunk(vm, nic, old_text, log):
     old = old_vlan_ranges(old_text, "VNET_UPDATE VLAN_TAGGED_ID")
     new = nic.tagged_vlans()
     ports = [nic.phydev] if nic.phydev else []
     tap = vm.tap_name(nic)
-    if sysfs.master(tap) == nic.bridge:
+    if sysfs.master(tap) == nic.bridge and port_owner.own_tap(vm, nic, tap, log):
         ports.insert(0, tap)
     remove = [v for v in old if v not in new]
     return linux_bridge.plan_trunk(nic.bridge, ports, new, remove)

@@ -19,7 +19,7 @@ def actions(need_type, uplink_keys):
 
     @privileged
     def post(ctx):
-        ovs_switch.configure_ports(ctx)
+        ovs_switch.configure_ports(ctx, need_type)
 
     @privileged
     def clean(ctx):
