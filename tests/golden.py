@@ -67,3 +67,27 @@ def routed_out_jump(tokens):
     """A reference routed-mode ``-o`` jump as vnm makes it (README, differences):
     the tap alone, without ``--physdev-is-bridged``, so routed traffic is filtered too."""
     return tuple(t for t in tokens if t != "--physdev-is-bridged")
+
+
+# vnm's deliberate additions to the reference's rules (README, "Isolation at the
+# wire"): one connlimit rule per NIC -o chain, right after its conntrack RETURN
+# (:conntrack_limit:, shipped default 16384). The reference has no such rule, so
+# the comparisons take them out first (without_guards) and check them apart:
+# exactly one in every -o chain vnm made, none anywhere else.
+CONNLIMIT = re.compile(r"^-A (one-\d+-\d+-o) -m connlimit --connlimit-above (\d+) "
+                       r"--connlimit-mask 0 --connlimit-saddr -j DROP$")
+
+
+def without_guards(lines, limit=16384):
+    """``iptables -S`` lines minus vnm's connlimit rules, after checking them."""
+    out_chains = [line.split()[1] for line in lines
+                  if re.match(r"^-N one-\d+-\d+-o$", line)]
+    guards = [CONNLIMIT.match(line) for line in lines]
+    assert sorted(m.group(1) for m in guards if m) == sorted(out_chains), lines
+    assert all(int(m.group(2)) == limit for m in guards if m)
+    # right after the chain's conntrack RETURN
+    for index, match in enumerate(guards):
+        if match:
+            assert lines[index - 1] == (f"-A {match.group(1)} -m state --state "
+                                        "RELATED,ESTABLISHED -j RETURN"), lines[index - 1]
+    return [line for line, match in zip(lines, guards) if not match]

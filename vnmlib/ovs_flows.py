@@ -26,6 +26,16 @@ IP6_FIELDS = ("IP6", "IP6_GLOBAL", "IP6_LINK", "IP6_ULA")
 BOOTP = "udp,nw_src=0.0.0.0/32,tp_src=68,nw_dst=255.255.255.255/32,tp_dst=67"
 PIPELINE = "table=0 note -> table=10 MAC -> table=20 IP -> normal"
 
+# vnm's own flows (issue 27; not in the reference), at priorities the reference
+# never uses, above the flows they narrow, so the reference's flows stay as
+# they were (and comparable with golden trace C):
+TAG_DROP = 110  # table 0, above the note flow: priority tag (VID 0), a tag OVS did not parse
+OWN_L2 = 50002  # table 10: ARP / NS / NA carrying the NIC's own MAC inside too ...
+OTHER_L2 = 50001  # ... any other (above the reference's ARP flow, 50000)
+OWN_NA = 46001  # table 20: an NA for the NIC's own address, from its own address ...
+OTHER_NA = 46000  # ... any other NA (above the reference's ipv6_src flows, 45000)
+NO_LLADDR = "00:00:00:00:00:00"  # how OVS shows an ND message without the option
+
 
 def _ids(nic):
     vm_id, nic_id = nic.vm_id, nic.nic_id
@@ -84,6 +94,7 @@ def spoofing_flows(port, element, arp_cache_poisoning):
             flows.append(f"table=10,{at},arp,dl_src={mac},priority=50000,actions=resubmit(,20)")
         flows.append(f"table=10,{at},dl_src={mac},priority=45000,actions=resubmit(,20)")
         flows.append(f"table=10,{at},priority=40000,actions=drop")
+        flows += _link_layer_flows(at, mac, arp_cache_poisoning)
     if _yes(element, "FILTER_IP_SPOOFING"):
         for ip in _addresses(element, IP4_FIELDS, 4):
             if arp_cache_poisoning:
@@ -100,7 +111,52 @@ def spoofing_flows(port, element, arp_cache_poisoning):
                          "priority=44000,actions=normal")
         flows.append(f"table=20,{at},ip,priority=40000,actions=drop")
         flows.append(f"table=20,{at},ipv6,priority=40000,actions=drop")
+        flows += _advert_flows(at, _addresses(element, IP6_FIELDS, 6))
     return flows
+
+
+def _link_layer_flows(at, mac, arp_cache_poisoning):
+    """ARP, NS and NA only with the NIC's MAC inside as well as in the Ethernet source.
+
+    The reference checked ``dl_src`` alone, so an ARP or ND message from the
+    VM's own MAC could still name another MAC as sender or link-layer address
+    and poison its neighbours' caches.
+    """
+    flows = []
+    if arp_cache_poisoning:  # the reference's switch for ARP flows
+        flows.append(f"table=10,{at},arp,dl_src={mac},arp_sha={mac},priority={OWN_L2},"
+                     "actions=resubmit(,20)")
+        flows.append(f"table=10,{at},arp,priority={OTHER_L2},actions=drop")
+    for icmp_type, option in ((135, "nd_sll"), (136, "nd_tll")):
+        for lladdr in (mac, NO_LLADDR):
+            flows.append(f"table=10,{at},icmp6,icmp_type={icmp_type},icmp_code=0,dl_src={mac},"
+                         f"{option}={lladdr},priority={OWN_L2},actions=resubmit(,20)")
+        flows.append(f"table=10,{at},icmp6,icmp_type={icmp_type},priority={OTHER_L2},"
+                     "actions=drop")
+    return flows
+
+
+def _advert_flows(at, own6):
+    """A neighbour advertisement may claim only the NIC's own addresses (``nd_target``)."""
+    flows = [f"table=20,{at},icmp6,icmp_type=136,icmp_code=0,ipv6_src={source},"
+             f"nd_target={target},priority={OWN_NA},actions=normal"
+             for target in own6 for source in own6]
+    flows.append(f"table=20,{at},icmp6,icmp_type=136,priority={OTHER_NA},actions=drop")
+    return flows
+
+
+def tag_flows(port):
+    """Frames no filter may see: a priority tag (VID 0), or a tag below the one OVS parsed.
+
+    OVS reads VID 0 as untagged and, with ``vlan-limit`` 1, stops after one
+    tag: a second 802.1Q or an 802.1ad tag leaves ``dl_type`` at 0x8100 /
+    0x88a8, which no ``ip``/``ipv6``/``arp`` flow matches, so it went to
+    ``normal`` past every check, into the port's VLAN with a tag of its choice.
+    """
+    at = f"table=0,in_port={port}"
+    return [f"{at},vlan_tci=0x1000/0x1fff,priority={TAG_DROP},actions=drop",
+            f"{at},dl_type=0x8100,priority={TAG_DROP},actions=drop",
+            f"{at},dl_type=0x88a8,priority={TAG_DROP},actions=drop"]
 
 
 def port_flows(port, nic, aliases, arp_cache_poisoning):
@@ -113,8 +169,12 @@ def port_flows(port, nic, aliases, arp_cache_poisoning):
     flows = [f"table=0,{at},priority=100,actions=note:{note(nic)},resubmit(,10)",
              f"table=10,{at},priority=100,actions=resubmit(,20)",
              f"table=20,{at},priority=100,actions=normal"]
+    filtered = False
     for element in [nic] + list(aliases):
         flows += spoofing_flows(port, element, arp_cache_poisoning)
+        filtered |= _yes(element, "FILTER_MAC_SPOOFING") or _yes(element, "FILTER_IP_SPOOFING")
+    if filtered:
+        flows += tag_flows(port)
     return list(dict.fromkeys(flows))
 
 

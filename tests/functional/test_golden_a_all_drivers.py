@@ -42,10 +42,10 @@ def assert_state(ns, state_file):
     assert set(have) == links, state_file
     assert {n: link["master"] for n, link in have.items() if link["master"]} == masters
     assert port_mtus(ns) == reference_mtus(state_file)
-    assert ns.exec("iptables", "-w", "-S").splitlines() == golden.section("A", state_file,
-                                                                          "iptables -S")
-    assert ns.exec("ip6tables", "-w", "-S").splitlines() == golden.section("A", state_file,
-                                                                           "ip6tables -S")
+    # vnm's connlimit rules are a deliberate addition: checked, then left out (golden.py)
+    for tool in ("iptables", "ip6tables"):
+        assert golden.without_guards(ns.exec(tool, "-w", "-S").splitlines()) == \
+            golden.section("A", state_file, f"{tool} -S")
     assert sorted(ipsets(ns)) == golden.section("A", state_file, "ipset list -name")
 
 

@@ -18,11 +18,12 @@ protection untouched (the reference tore it down first and left the VM open,
 
 import time
 
-from .. import sysfs
-from ..config import nic_conf
+from .. import port_owner, sysfs
+from ..config import DEFAULTS, nic_conf
 from ..errors import InputError, VnmError
 from ..locks import FirewallLock
-from . import ipsets, transaction
+from . import commit, ipsets, l2guard, recency, transaction
+from . import conntrack_cut
 from .layout import FAMILIES, NicFirewall
 from .sg_rules import nic_groups, rules_by_group
 
@@ -44,13 +45,24 @@ def _backend(conf):
 
 def _maxelem(conf, nic):
     value = nic_conf(conf, nic).get("ipset_maxelem")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1:
+    text = str(value).strip()
+    # ASCII digits only (int() takes other scripts' too); the kernel's maxelem is a u32
+    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else 0
+    if not 1 <= number <= 2 ** 32 - 1:
         raise InputError(f"{nic.label}: ipset_maxelem {value!r} is not a positive integer")
     return number
+
+
+def _limit(conf, nic, key):
+    """A wire limit (``conntrack_limit``: layout.connlimit; ``learned_mac_limit``: l2guard)
+    for ``nic``, its network's CONF over the conf file: a count, 0 = none."""
+    value = nic_conf(conf, nic).get(key, DEFAULTS[key])
+    text = str(value).strip()
+    # ASCII digits only, and a u32 (what connlimit and nft set sizes hold)
+    if (isinstance(value, bool) or not (text.isascii() and text.isdigit() and len(text) <= 10)
+            or int(text) > 2 ** 32 - 1):
+        raise InputError(f"{nic.label}: {key} {value!r} is not a non-negative integer")
+    return int(text)
 
 
 def _aliases(vm, nic, leaving=None):
@@ -63,8 +75,12 @@ def plan(ctx, nics, bridged, leaving=None):
     """Validated NicFirewalls for ``nics``; raises before anything is touched."""
     vm = ctx.vm
     groups = rules_by_group(rule.attrs for rule in vm.rules)
-    return [NicFirewall(vm, nic, _aliases(vm, nic, leaving), nic_groups(nic, groups),
-                        _maxelem(ctx.conf, nic), bridged, vm.tap_name(nic)) for nic in nics]
+    install = [NicFirewall(vm, nic, _aliases(vm, nic, leaving), nic_groups(nic, groups),
+                           _maxelem(ctx.conf, nic), bridged, vm.tap_name(nic),
+                           _limit(ctx.conf, nic, "conntrack_limit"),
+                           _limit(ctx.conf, nic, "learned_mac_limit")) for nic in nics]
+    ipsets.check_sizes(install)  # "Hash is full" would otherwise fail half-way
+    return install
 
 
 def _wait_for_taps(install):
@@ -80,27 +96,52 @@ def _wait_for_taps(install):
             delay = min(delay * 2, 0.2)
 
 
-def apply(ctx, install=(), remove=()):
-    """Protect ``install`` (NicFirewalls) and drop the chains/sets of ``remove`` bases."""
+def _refuse_foreign_taps(vm, nics):
+    """A jump matching ``--physdev-in/out <TARGET>`` would put this NIC's chains on the
+    traffic of whatever port TARGET (the user's) names: refuse a provably foreign one."""
+    for nic in nics:
+        port_owner.refuse_foreign_tap(vm, nic, vm.tap_name(nic))
+
+
+def apply(ctx, install=(), remove=(), started=None, still_unused=None):
+    """Protect ``install`` (NicFirewalls) and drop the chains/sets of ``remove`` bases.
+
+    ``started`` (:func:`.recency.now`, taken before the rules were built): a NIC
+    whose applied protection started later is left as it is. ``still_unused``
+    (``vnm gc``): asked under the lock about each base to remove, which is kept
+    when it says no (its VM came back meanwhile).
+    """
     install, remove = list(install), list(remove)
     if not install and not remove:
         return
     backend = _backend(ctx.conf)
     log = ctx.log
+    from .. import plan
+
     with FirewallLock():
-        snapshots = backend.read()
+        if started is not None:
+            install = recency.superseded(install, started,
+                                         _PlanLog() if plan.active() else log)
+        if still_unused is not None:
+            remove = [base for base in remove if still_unused(base)]
+        if not install and not remove:
+            return
+        snapshots = backend.read(transaction.own_chains(install, remove))
         existing = ipsets.list_names()
         changes = {f: transaction.plan_family(f, snapshots[f], install, remove)
                    for f in FAMILIES}
         stale = transaction.stale_sets(existing, install, remove)
-        from .. import plan
-
         if plan.active():  # vnm plan: the lines below are the plan, nothing is done
             log = _PlanLog()
         else:
-            ipsets.load(install, existing)
-            backend.commit(changes)
-            ipsets.destroy(stale, ctx.log)
+            with recency.recorded(install, remove, started or recency.now()):
+                # the wire guard first and gone last: never chains without it
+                l2guard.apply(install=[nf.guard for nf in install if nf.guard])
+                commit.run(backend, changes, snapshots, install, remove, existing, stale,
+                           ctx.log)
+            l2guard.apply(remove=remove)
+            # under the lock: a later update's wider rules must not be cut by ours
+            conntrack_cut.after_commit(ctx, install, remove)
     _log_applied(log, install, remove)
 
 
@@ -148,6 +189,7 @@ def _hotplug(ctx, driver):
 
 def post(ctx, bridged=True):
     """Protect the driver's NICs (only the hot-plugged one, or an alias's parent)."""
+    started = recency.now()
     kind, plugged, parent = _hotplug(ctx, ctx.driver)
     if kind == "other":
         return
@@ -155,24 +197,32 @@ def post(ctx, bridged=True):
     install = plan(ctx, nics, bridged)
     if bridged:
         _wait_for_taps(install)
-    apply(ctx, install=install)
+        _refuse_foreign_taps(ctx.vm, nics)
+    apply(ctx, install=install, started=started)
 
 
 def clean(ctx, bridged=True):
     """Remove the protection of the driver's NICs; a detached alias leaves its parent's."""
+    started = recency.now()
     kind, plugged, parent = _hotplug(ctx, ctx.driver)
     if kind == "other":
         return
     if kind == "alias":
-        apply(ctx, install=plan(ctx, [parent], bridged, leaving=plugged))
+        apply(ctx, install=plan(ctx, [parent], bridged, leaving=plugged), started=started)
         return
     nics = ctx.vm.driver_nics(ctx.driver) if kind is None else [plugged]
     apply(ctx, remove=[f"one-{ctx.vm.id}-{nic.nic_id}" for nic in nics])
 
 
 def update_sg(ctx, bridged=True):
-    """Rebuild every NIC of the driver, hot-plug or not (reference ``activate(true)``)."""
+    """Rebuild every NIC of the driver, hot-plug or not (reference ``activate(true)``).
+
+    Of two updates of one NIC, the one that started last wins (:mod:`.recency`),
+    whichever reaches the firewall lock first.
+    """
+    started = recency.now()  # before the VM is read and its rules built
     install = plan(ctx, ctx.vm.driver_nics(ctx.driver), bridged)
     if bridged:
         _wait_for_taps(install)
-    apply(ctx, install=install)
+        _refuse_foreign_taps(ctx.vm, ctx.vm.driver_nics(ctx.driver))
+    apply(ctx, install=install, started=started)

@@ -12,9 +12,8 @@ Everything here is pure: building a :class:`NicFirewall` validates every
 value of the NIC and of its rules, and touches nothing.
 """
 
-import re
-
 from ..errors import InputError
+from .l2guard import WireGuard
 from .sg_rules import ICMP_CODES, ICMPV6_CODES
 
 GLOBAL_CHAIN = "opennebula"
@@ -32,6 +31,16 @@ DROP = ("-j", "DROP")
 # in: RA 134, NS 135, NA 136, redirect 137; out: RS 133, NS 135, NA 136.
 ND_IN = (134, 135, 136, 137)
 ND_OUT = (133, 135, 136)
+# vnm's own (not in the reference): the connections a NIC may have open that it
+# started. After the conntrack RETURN only a new connection's first packet gets
+# here; the -o chain is the NIC's own, so with mask 0 every connection it opens
+# counts in one group of this rule, and a flooding VM fills its own quota, not
+# the host's shared table (dropped packets never confirm a conntrack entry).
+def connlimit(limit):
+    return ("-m", "connlimit", "--connlimit-above", str(limit), "--connlimit-mask", "0",
+            "--connlimit-saddr", "-j", "DROP")
+
+
 # DHCP discover/request leave before the VM has an address (reference "bootp")
 BOOTP = ("-s", "0.0.0.0/32", "-d", "255.255.255.255/32", "-p", "udp", "-m", "udp",
          "--sport", "68", "--dport", "67", "-j", "RETURN")
@@ -41,8 +50,6 @@ SPOOF_FIELDS = {4: ("IP", "VROUTER_IP"),
                     "VROUTER_IP6_GLOBAL", "VROUTER_IP6_LINK", "VROUTER_IP6_ULA")}
 # addresses that get a routed-mode "-d <ip> -j <chain>-i" jump (reference §7.4)
 ROUTED_FIELDS = {4: ("IP",), 6: ("IP6", "IP6_GLOBAL", "IP6_ULA")}
-
-_MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
 
 class IpSet:
@@ -76,7 +83,8 @@ def host_net(address):
 class NicFirewall:
     """The wanted firewall state of one NIC (with its aliases' addresses)."""
 
-    def __init__(self, vm, nic, aliases, groups, maxelem, bridged, tap):
+    def __init__(self, vm, nic, aliases, groups, maxelem, bridged, tap, conntrack_limit=0,
+                 mac_limit=0):
         self.label = nic.label
         self.chain = f"one-{vm.id}-{nic.nic_id}"
         self.chain_in = f"{self.chain}-i"
@@ -95,12 +103,19 @@ class NicFirewall:
         for family in FAMILIES:
             for chain in (self.chain_in, self.chain_out):
                 self.rules[family][chain].append(CONNTRACK)
+            if conntrack_limit:
+                self.rules[family][self.chain_out].append(connlimit(conntrack_limit))
         for sg_id, rules in groups:
             self._security_group(sg_id, rules)
         for family in FAMILIES:
             for chain in (self.chain_in, self.chain_out):
                 self.rules[family][chain].append(DROP)
         self._jumps(addresses)
+        # what the tap may send at all, checked before the bridge (l2guard);
+        # routed (elastic) NICs are not bridged by vnm's rules
+        self.guard = WireGuard(self.chain, tap, nic, {
+            f: [a for field in SPOOF_FIELDS[f] for a in addresses[f][field]]
+            for f in FAMILIES}, mac_limit) if bridged else None
 
     # -- addresses ----------------------------------------------------------
 
@@ -126,12 +141,11 @@ class NicFirewall:
 
     def _spoofing(self, nic, addresses):
         if nic.get("FILTER_MAC_SPOOFING").upper() == "YES":
-            mac = nic.get("MAC")
-            if not _MAC.match(mac):
-                raise InputError(f"{nic.label}: MAC {mac!r} is not a MAC address "
-                                 "(FILTER_MAC_SPOOFING needs it)")
+            mac = nic.mac_attr(" (FILTER_MAC_SPOOFING needs it)")
+            if not mac:
+                raise InputError(f"{nic.label}: MAC is missing (FILTER_MAC_SPOOFING needs it)")
             for family in FAMILIES:
-                self._append(family, "o", ("-m", "mac", "!", "--mac-source", mac.lower(),
+                self._append(family, "o", ("-m", "mac", "!", "--mac-source", mac,
                                            "-j", "DROP"))
         if nic.get("FILTER_IP_SPOOFING").upper() == "YES":
             self._append(4, "o", BOOTP)
@@ -172,9 +186,10 @@ class NicFirewall:
     # -- security groups ----------------------------------------------------
 
     def _set(self, name, kind, family, maxelem, label):
-        if len(name) > IPSET_NAME_MAX:
-            raise InputError(f"{label}: ipset name {name} is {len(name)} characters; "
-                             f"ipset allows {IPSET_NAME_MAX}")
+        size = len(name.encode())  # IPSET_MAXNAMELEN counts bytes
+        if size > IPSET_NAME_MAX:
+            raise InputError(f"{label}: ipset name {name} is {size} bytes; ipset allows "
+                             f"{IPSET_NAME_MAX} (VM ID, NIC_ID or SECURITY_GROUP_ID too long)")
         if name not in self.sets:
             self.sets[name] = IpSet(name, kind, family, maxelem)
         return self.sets[name]

@@ -1,0 +1,73 @@
+"""The wire guard's nftables text (vnmlib/firewall/l2guard.py); its effect is tested with
+real frames in tests/functional/test_wire_isolation.py."""
+
+import ipaddress
+
+import pytest
+
+from vnmlib.errors import InputError
+from vnmlib.firewall.l2guard import WireGuard, render
+from vnmlib.template import Nic
+
+
+def guard(**attrs):
+    base = {"NIC_ID": "0", "MAC": "02:00:0A:1B:00:1E"}
+    base.update(attrs)
+    addresses = {4: [ipaddress.ip_address("10.27.0.30")] * 2,  # NIC and alias alike: once
+                 6: [ipaddress.ip_address("fd27::30")]}
+    return WireGuard("one-30-0", "one-30-0", Nic("NIC", base, 30), addresses)
+
+
+def text(wire_guard):
+    return "\n".join(wire_guard.script())
+
+
+def test_no_filters_still_admits_only_untagged_ip_arp_rarp():
+    body = text(guard())
+    assert "ether saddr" not in body and "arp saddr" not in body
+    assert "chain tagged" not in body and "8021q" not in body
+    assert "ether type vmap { ip : accept, ip6 : jump ipv6, arp : jump arp_check, " \
+           "0x8035 : jump rarp_check }" in body
+    assert 'hook ingress device "one-30-0" priority 0; policy drop;' in body
+
+
+def test_filters_pin_the_mac_and_the_addresses():
+    body = text(guard(FILTER_MAC_SPOOFING="YES", FILTER_IP_SPOOFING="YES"))
+    assert "ether saddr != 02:00:0a:1b:00:1e counter drop" in body
+    assert "arp saddr ip != { 10.27.0.30, 0.0.0.0 } counter drop" in body
+    # the EUI-64 link-local of the MAC joins the NIC's IPv6 addresses
+    assert "ip6 saddr != { fd27::30, fe80::aff:fe1b:1e } counter drop" in body
+    assert ("@th,64,128 != { 0xfd270000000000000000000000000030, "
+            "0xfe8000000000000000000afffe1b001e }") in body
+    assert "@th,192,16 0x0201 @th,208,48 0x02000a1b001e accept" in body
+
+
+def test_trunk_vlans_are_the_only_tags():
+    body = text(guard(VLAN_TAGGED_ID="100,20-21", CVLANS="7"))
+    assert "vlan id { 7, 20, 21, 100 } vlan type vmap" in body
+    assert "8021q : jump tagged" in body
+
+
+def test_a_bad_vlan_list_names_the_nic_and_attribute():
+    with pytest.raises(InputError, match="NIC 0: VLAN_TAGGED_ID"):
+        guard(VLAN_TAGGED_ID="0")
+
+
+def test_render_replaces_and_removes_idempotently():
+    lines = render([guard()], ["one-9-1"]).splitlines()
+    # declaring before deleting: deleting a missing table is no error
+    assert lines[:4] == ["table netdev one-30-0", "delete table netdev one-30-0",
+                         "table netdev one-9-1", "delete table netdev one-9-1"]
+    assert lines[4] == "table netdev one-30-0 {"
+    assert render() == ""
+
+
+def test_without_mac_filtering_the_other_source_macs_are_bounded():
+    base = {"NIC_ID": "0", "MAC": "02:00:0a:1b:00:1e"}
+    wire = WireGuard("one-30-0", "one-30-0", Nic("NIC", base, 30), {4: [], 6: []}, 16)
+    body = text(wire)
+    assert "size 16" in body and "flags dynamic,timeout" in body
+    assert "ether saddr != 02:00:0a:1b:00:1e update @learned { ether saddr }" in body
+    assert "ether saddr != 02:00:0a:1b:00:1e ether saddr != @learned counter drop" in body
+    # with MAC filtering the NIC's MAC is the only one: no set
+    assert "@learned" not in text(guard(FILTER_MAC_SPOOFING="YES"))
