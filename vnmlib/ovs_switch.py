@@ -194,7 +194,9 @@ def plan_attach(state, needs):
     planned = list(devices)
     if commands:
         planned.append(ovs.Transaction(commands, "; ".join(shown), undo))
-    # the bridge's own interface, up as the reference does (`ip link set <BR> up`)
+    # a new bridge's own interface takes no RA, SLAAC or link-local from what VMs send
+    # (as the Linux bridges vnm makes), then goes up as the reference's (`ip link set <BR> up`)
+    planned += [steps.Ipv6Quiet(bridge) for bridge in sorted(new_bridges)]
     return planned + [steps.LinkUp(bridge) for bridge in up]
 
 

@@ -165,6 +165,12 @@ def test_pre_is_idempotent_and_needs_no_tool_when_warm(host):
     assert again.stderr == b""  # nothing to change, nothing run
     assert host.ovs.vsctl("show") == before
     assert host.ns.links()["ovsw0"]["up"]
+    # the bridge's own interface takes nothing from VMs' router advertisements and
+    # holds no link-local address a VM could reach (as vnm's Linux bridges)
+    knobs = {k: host.ns.exec("cat", f"/proc/sys/net/ipv6/conf/ovsw0/{k}").strip()
+             for k in ("accept_ra", "autoconf", "addr_gen_mode")}
+    assert knobs == {"accept_ra": "0", "autoconf": "0", "addr_gen_mode": "1"}
+    assert "inet6" not in host.ns.ip("-6", "addr", "show", "dev", "ovsw0")
 
 
 def test_existing_bridge_with_other_columns_is_refused(host):
