@@ -18,10 +18,10 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """full_kernel tests run only where the kernel has what they need (User-Mode Linux).
+    """full_kernel tests run only where the kernel has what they need (Debian's kernel).
 
-    test.sh boots UML (tools/uml/run.sh) and sets VNM_FULL_KERNEL=1; on the
-    host they are deselected (not skipped): .ci/run runs them in UML.
+    test.sh boots it under QEMU (tools/qemu/run.sh) with VNM_FULL_KERNEL=1; on
+    the host they are deselected (not skipped), and in there everything else is.
     """
     full = os.environ.get("VNM_FULL_KERNEL") == "1"
     keep, drop = [], []
@@ -47,6 +47,15 @@ def ns(run_dir):
     namespace = Namespace(run_dir)
     yield namespace
     namespace.delete()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The figures tests recorded (record_property: libvirt boot and migration times,
+    packets lost during a live migration), so every run reports them."""
+    for report in terminalreporter.stats.get("passed", []):
+        if report.when == "call" and report.user_properties:
+            figures = ", ".join(f"{name}={value}" for name, value in report.user_properties)
+            terminalreporter.write_line(f"{report.nodeid}: {figures}")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -151,7 +151,17 @@ def assert_one_error(done, *needles):
     for needle in needles:
         assert needle in errors[0], errors[0]
     assert "Traceback" not in err
+    # OpenNebula's driver layer keeps the unprefixed stderr lines as the VM's
+    # ERROR text (DriverExecHelper#get_info_from_execution): the reason is there
+    reason = errors[0].split(": ", 2)[2]
+    assert reason in failure_text(err), err
     return errors[0]
+
+
+def failure_text(stderr):
+    """What oned stores in the VM's ERROR attribute: the stderr lines without a log prefix."""
+    return "\n".join(line for line in stderr.splitlines()
+                     if not line.startswith(("ERROR:", "INFO:", "WARN:", "DEBUG:")))
 
 
 def vm_xml(vm_id, nics, extra="", deploy_id=None, vm_mad="kvm"):
@@ -235,27 +245,6 @@ class Firewall:
     def run(self, ns, driver, action, *args, stdin=b"", env=None):
         full = dict(self.env, **(env or {}))
         return ns.run(driver, action, *args, stdin=stdin, tree=self.tree, env=full)
-
-
-def netfilter_standin(ns, workdir):
-    """Environment for actions in ``ns``: real iptables when the kernel has it, else the stand-in.
-
-    Only User-Mode Linux lacks it (see tests/standins/iptables-absent). Returns
-    (env, log path or None).
-    """
-    # listing works even without kernel support (nft prints the default policies): create
-    probe = subprocess.run(["ip", "netns", "exec", ns.name, "iptables", "-w", "-N", "vnm-probe"],
-                           capture_output=True, check=False)
-    if probe.returncode == 0:
-        ns.exec("iptables", "-w", "-X", "vnm-probe")
-        return {}, None
-    bindir = os.path.join(str(workdir), "standin-bin")
-    os.makedirs(bindir, exist_ok=True)
-    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standins", "iptables-absent")
-    for tool in ("iptables", "ip6tables", "iptables-restore", "ip6tables-restore"):
-        os.symlink(source, os.path.join(bindir, tool))
-    log = os.path.join(str(workdir), "standin.log")
-    return {"PATH": f"{bindir}:{os.environ.get('PATH', '')}", "VNM_STANDIN_LOG": log}, log
 
 
 def ipsets(ns):

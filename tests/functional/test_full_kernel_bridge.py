@@ -1,6 +1,6 @@
-"""bridge driver VLAN trunking: needs bridge VLAN filtering and 8021q (User-Mode Linux).
+"""bridge driver VLAN trunking: needs bridge VLAN filtering and 8021q.
 
-test.sh runs them in User-Mode Linux (tools/uml/run.sh) with VNM_FULL_KERNEL=1.
+test.sh runs them in Debian's kernel under QEMU (tools/qemu/run.sh) with VNM_FULL_KERNEL=1.
 """
 
 import pytest

@@ -1,4 +1,4 @@
-"""ovswitch on Open vSwitch's *kernel* datapath (openvswitch.ko), in User-Mode Linux.
+"""ovswitch on Open vSwitch's *kernel* datapath (openvswitch.ko), in Debian's kernel under QEMU.
 
 The host kernel lacks openvswitch.ko and 8021q: here the bridges vnm creates
 use the default (system) datapath, and the VMs' namespaces have real VLAN
@@ -90,3 +90,26 @@ def test_kernel_datapath_vlans_trunks_and_spoofing(host):
         assert_ok(host.run("ovswitch", "clean", "h", stdin=b64(vm_xml(vm_id, [nic(vm_id)]))))
     assert host.ovs.bridges() == set()
     assert host.ns.links()["uplink0"]["master"] is None
+
+
+def test_kernel_datapath_port_without_vlan_id_carries_untagged_frames_only(host):
+    """Issue 23.6: VM 5's network has neither VLAN_ID nor VLAN_TAGGED_ID, on a bridge shared
+    with VLAN 10 and 20 networks. Through its own VLAN devices it reaches neither, nor do they
+    reach it; untagged it talks to VM 6 (no VLAN_ID either). The reference's empty trunks
+    (every VLAN) let both through."""
+    x = deploy(host, 5, "10.31.0.5/24")
+    deploy(host, 6, "10.31.0.6/24")
+    b = deploy(host, 2, "10.30.10.2/24", VLAN_ID=10)
+    c = deploy(host, 3, "10.30.20.3/24", VLAN_ID=20)
+    assert host.ovs.row("Port", "one-5-0", "vlan_mode", "trunks") == {"vlan_mode": "trunk",
+                                                                      "trunks": 0}
+    vlan_device(x, 10, "10.30.10.5/24")
+    vlan_device(x, 20, "10.30.20.5/24")
+    assert x.ping("10.31.0.6")
+    assert not x.ping("10.30.10.2") and not x.ping("10.30.20.3")
+    assert not b.ping("10.30.10.5") and not c.ping("10.30.20.5")
+    host.ovs.vsctl("set", "Port", "one-5-0", "trunks=[]")
+    for guest in (x, b, c):
+        guest.ip("neigh", "flush", "all")
+    assert x.ping_eventually("10.30.10.2") and x.ping_eventually("10.30.20.3")
+    assert b.ping_eventually("10.30.10.5") and c.ping_eventually("10.30.20.5")
