@@ -4,8 +4,8 @@ Each instance has its own database, run, log and control-socket directory
 (``OVS_RUNDIR``/``OVS_DBDIR``/``OVS_LOGDIR``, which every OVS tool honours), so
 it never meets the host's Open vSwitch, if any, nor another test's. On the host
 kernel (no openvswitch.ko) ovs-vswitchd runs with ``--disable-system`` and
-bridges need ``datapath_type=netdev`` (the userspace datapath); in User-Mode
-Linux ``kernel=True`` uses the kernel datapath. The daemons are stopped by pid.
+bridges need ``datapath_type=netdev`` (the userspace datapath); in the full
+kernel (tools/qemu) ``kernel=True`` uses the kernel datapath. The daemons are stopped by pid.
 """
 
 import json
@@ -134,7 +134,7 @@ def _wait_for_uptime(seconds):
 
     OVS 3.1 counts the CPUs for its kernel-datapath upcall handlers at most once
     every 10 s of CLOCK_MONOTONIC, starting from 0: on a kernel up for less than
-    10 s (a User-Mode Linux guest just booted) it counts 0 CPUs, starts 0
+    10 s (a full-kernel guest just booted) it counts 0 CPUs, starts 0
     handlers, and no packet ever reaches the flow tables (lib/ovs-thread.c,
     count_cpu_cores).
     """
@@ -161,7 +161,7 @@ class OvsHost:
 
     On the host kernel the tree's OpenNebulaNetwork.conf puts the bridges vnm
     creates on the userspace datapath (``:ovs_bridge_conf: datapath_type:
-    netdev``), as an operator of such a host would; with ``kernel=True`` (UML)
+    netdev``), as an operator of such a host would; with ``kernel=True`` (full kernel)
     bridges use the default kernel datapath.
     """
 

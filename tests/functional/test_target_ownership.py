@@ -68,7 +68,7 @@ def test_bridge_trunks_only_the_nics_own_tap(ns):
     plug(ns, "bridge", victim, 72)
     assert_ok(ns.run("bridge", "post", "one-72", "h", stdin=vm(72, victim)))
     assert_ok(ns.run("bridge", "pre", stdin=vm(73, attacker)))
-    ns.add_tap("vnet73", "brown2")  # a veth: UML has no /dev/net/tun
+    ns.add_tap("vnet73", "brown2")  # a veth: a name of the user's choice on no libvirt tap
     assert_ok(ns.run("bridge", "post", "one-73", "h", stdin=vm(73, attacker)))
     assert 30 in ns.bridge_vlans()["vnet73"]
     victim_vids = ns.bridge_vlans()["one-72-0"]
