@@ -264,6 +264,19 @@ def test_the_bridge_takes_no_address_or_route_from_a_vms_router_advertisement(si
     assert json.loads(host.ip("-j", "-6", "route", "show", "default")) == []
 
 
+def test_slaac_from_the_real_router_still_reaches_a_protected_vm(site):
+    """What must keep working: the LAN's router (P, behind the uplink) advertises a
+    prefix; protected B autoconfigures its address from it, the bridge does not."""
+    p, b = site.guests["P"], site.guests["B"]
+    router_mac = json.loads(p.ip("-j", "link", "show", p.dev))[0]["address"]
+    site.send("P", "ra", src=router_mac, sip="fe80::27:1", prefix="fd27:5::")
+    deadline = time.monotonic() + 5
+    while not any(a.startswith("fd27:5:") for a in ipv6_addresses(b, b.dev)):
+        assert time.monotonic() < deadline, ipv6_addresses(b, b.dev)
+        time.sleep(0.1)
+    assert ipv6_addresses(site.host, "wbr") == []
+
+
 def test_doctor_flags_a_bridge_a_router_advertisement_configures(ns):
     """vnm doctor: a bridge made by hand warns, the bridge vnm made does not."""
     ns.ip("link", "add", "handbr", "type", "bridge")
