@@ -425,3 +425,40 @@ def test_ovs_resolution_keeps_working(ovs_site):
     done = subprocess.run(["ip", "netns", "exec", a.name, "ping", "-6", "-c1", "-W2", O_B_IP6],
                           capture_output=True, check=False)
     assert done.returncode == 0, done.stdout
+
+
+def test_ovs_a_port_without_mac_filtering_cannot_evict_its_neighbours_macs(tmp_path):
+    """Issue 27.2 on Open vSwitch, for a NIC without MAC filtering: OVS evicts from a full
+    MAC table the least recently used entry of the port holding the most entries
+    (lib/mac-learning.c, evict_mac_entry_fairly), so a VM flooding random source MACs
+    only ever pushes out its own: the neighbour's entry stays, the table stays bounded."""
+    host = OvsHost(tmp_path)
+    try:
+        macs = {}
+        for vm_id, filters in ((52, True), (53, False)):
+            mac = f"02:00:0a:1c:00:{vm_id:02x}"
+            attrs = bridge_nic(vm_id, 0, "ovsmac", "uplink0", VN_MAD="ovswitch", MAC=mac,
+                               IP=f"10.28.1.{vm_id}", VLAN_ID=10, BRIDGE_TYPE="openvswitch")
+            if filters:
+                attrs.update(FILTER_MAC_SPOOFING="YES", FILTER_IP_SPOOFING="YES")
+            xml = b64(vm_xml(vm_id, [attrs]))
+            assert_ok(host.run("ovswitch", "pre", stdin=xml))
+            guest = host.guest("ovsmac", f"one-{vm_id}-0", mac, f"10.28.1.{vm_id}/24")
+            assert_ok(host.run("ovswitch", "post", f"one-{vm_id}", "node1", stdin=xml))
+            macs[vm_id] = (guest, mac)
+        host.ovs.vsctl("set", "Bridge", "ovsmac", "other_config:mac-table-size=64")
+        victim, victim_mac = macs[52]
+        flooder, _ = macs[53]
+        send(victim, "udp", src=victim_mac, sip="10.28.1.52", dip="10.28.1.53")
+
+        def table():
+            rows = host.ovs._run("ovs-appctl", "fdb/show", "ovsmac").splitlines()[1:]
+            return [row.split() for row in rows]
+
+        assert any(row[2] == victim_mac for row in table())
+        send(flooder, "random-macs", count=600, sip="10.28.1.53", dip="10.28.1.52")
+        learned = table()
+        assert len(learned) == 64  # full: the flood was learned, up to the bound
+        assert any(row[2] == victim_mac for row in learned), learned
+    finally:
+        host.delete()
