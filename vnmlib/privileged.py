@@ -137,12 +137,13 @@ def privileged_handler(driver, action):
 
 def helper_main(argv=None):
     """``vnm-action DRIVER ACTION [ARGS…]`` (the frame on stdin): the root side of an action."""
-    from .action import Context, check_argv, read_stdin, reporting_errors
+    from .action import REQUIRED_ARGS, Context, check_argv, read_stdin, reporting_errors
     from .log import Log
 
     argv = list(sys.argv[1:] if argv is None else argv)
     action = argv[1] if len(argv) > 1 else "vnm-action"
-    log = Log(action)
+    # the caller's text goes into the line prefix only when it is an action vnm knows
+    log = Log(action if action in REQUIRED_ARGS else "vnm-action")
 
     def work():
         if len(argv) < 2:
