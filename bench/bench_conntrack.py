@@ -5,7 +5,7 @@
 
 Runs in a throwaway network namespace: one fw NIC (IPv4 + IPv6, inbound TCP
 80 and 22 or only 80, outbound all) and a conntrack table that is empty, or
-holds ENTRIES entries (made over ctnetlink, vnmlib/netlink/conntrack.py) of
+holds ENTRIES entries (made over ctnetlink, vnmlib/host/netlink/conntrack.py) of
 the NIC's address that the rules admit (judged, all kept), that they no
 longer admit (all cut; made again before each run), or of other IPv4 or
 IPv6 addresses (dumped, passed over); and 100 entries of other addresses
@@ -29,7 +29,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 from helpers import b64, bridge_nic, rules_xml, vm_xml  # noqa: E402
 
-from vnmlib.netlink import conntrack  # noqa: E402
+from vnmlib.host.netlink import conntrack
 
 VM_IP, VM_IP6 = "10.90.0.10", "fd90::10"
 ENTRIES = int(os.environ.get("VNM_BENCH_ENTRIES", "10000"))

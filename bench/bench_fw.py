@@ -23,8 +23,8 @@ import tempfile
 from common import PYTHON, REPO, check_budgets, header, in_namespace, row, save, script, series
 
 sys.path.insert(0, REPO)
-from vnmlib.firewall import backend_restore, ipsets, transaction  # noqa: E402
-from vnmlib.firewall.layout import FAMILIES  # noqa: E402
+from vnmlib.firewall import backend_restore, ipsets, transaction
+from vnmlib.firewall.layout import FAMILIES
 
 SHARED = os.environ.get("VNM_SHARED") or os.path.join(os.path.dirname(REPO), "shared")
 FIXTURE = os.path.join(SHARED, "fixtures", "opennebula", "vm7_vnm_reduced.b64")
@@ -50,7 +50,7 @@ def populate(count, legacy, vm7):
     import copy
 
     from vnmlib.firewall import plan
-    from vnmlib.template import parse_vm
+    from vnmlib.model.template import parse_vm
 
     class Ctx:  # what firewall.plan reads
         def __init__(self, vm):

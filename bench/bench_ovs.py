@@ -10,7 +10,7 @@ for vm9 of the fixtures (golden trace C): NIC 0 with MAC/IP anti-spoofing and
 an alias (19 flows), NIC 1 with QinQ. Ratios to ``python3 -c pass`` and, for
 post, to the reference's own commands of trace C replayed one process each
 (bench/replay_trace.py). Also: the same OVSDB read through ovs-vsctl and
-through the socket (vnmlib.ovsdb), each in a fresh interpreter: the choice
+through the socket (vnmlib.ovs.ovsdb), each in a fresh interpreter: the choice
 the actions make. (The OVSDB Python IDL, python3-openvswitch, is not measured:
 it is not among a hypervisor's packages, and it replicates whole tables
 before answering.)

@@ -130,7 +130,7 @@ def inside(runs, seconds):
         sys.path.insert(0, REPO)
         from vnmlib.firewall import l2guard
         from vnmlib.firewall.layout import NicFirewall
-        from vnmlib.template import parse_vm
+        from vnmlib.model.template import parse_vm
 
         parsed = parse_vm(xml)
         nf = NicFirewall(parsed, parsed.nics[0], [], [], 65536, True, "one-60-0")

@@ -59,7 +59,7 @@ def flows(step, bridge, numbers):
 
 
 # vnm's deliberate additions to the reference's flows (README, "Isolation at the
-# wire"; vnmlib/ovs_flows.py): on a filtered port, the tag drops of table 0 and the
+# wire"; vnmlib/ovs/flows.py): on a filtered port, the tag drops of table 0 and the
 # ARP/ND link-layer and NA-target flows of tables 10 and 20, at priorities the
 # reference never uses. The replay comparison leaves them out (and checks that a
 # filtered port has them); the traffic tests check what they do.

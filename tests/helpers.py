@@ -134,7 +134,7 @@ def copy_tree(remotes, conf=None):
     """
     if REPO not in sys.path:  # the benches use this too, from bench/
         sys.path.insert(0, REPO)
-    from vnmlib.install import install
+    from vnmlib.ops.install import install
 
     remotes = str(remotes)
     install(remotes)

@@ -40,7 +40,7 @@ def install(base, sudoers, allow=True):
     helper = os.path.join(helper_dir, "vnm-action")
     with open(helper, "w", encoding="ascii") as handle:
         handle.write(f"#!{PYTHON} -I\nimport sys\nsys.path.insert(0, {helper_dir!r})\n"
-                     "from vnmlib.privileged import helper_main\nsys.exit(helper_main())\n")
+                     "from vnmlib.contract.privileged import helper_main\nsys.exit(helper_main())\n")
     os.chmod(helper, 0o755)
     if allow:
         with open(sudoers, "w", encoding="ascii") as handle:

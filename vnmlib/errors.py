@@ -35,6 +35,6 @@ def shown(value):
 class OutcomeUnknown(VnmError):
     """A tool was stopped (timed out) after it may already have made its change.
 
-    :func:`vnmlib.steps.apply` then undoes the failed step too, not only the
+    :func:`vnmlib.host.steps.apply` then undoes the failed step too, not only the
     ones before it, so a timeout leaves nothing half-committed.
     """

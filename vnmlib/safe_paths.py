@@ -14,7 +14,7 @@ already apply to them.
 import os
 import stat
 
-from .errors import VnmError
+from vnmlib.errors import VnmError
 
 _MAX_LINKS = 40  # as the kernel's own limit on links followed in one lookup
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -1,4 +1,4 @@
-"""vnmlib/netlink/conntrack.py against the ``conntrack`` tool, in a throwaway namespace.
+"""vnmlib/host/netlink/conntrack.py against the ``conntrack`` tool, in a throwaway namespace.
 
 Entries made with ``conntrack -I`` are what the client dumps; entries the
 client makes and deletes are what ``conntrack -L`` then lists. The client runs
@@ -34,7 +34,7 @@ CLIENT = """
 import ipaddress, json, sys
 sys.path.insert(0, {repo!r})
 from vnmlib.errors import VnmError
-from vnmlib.netlink import conntrack
+from vnmlib.host.netlink import conntrack
 
 def entry(key):
     family, protocol, src, dst, sport, dport, icmp_type, icmp_code, icmp_id, zone = key
@@ -158,7 +158,7 @@ def test_kernel_refusals_are_one_line(ns):
 
 
 def test_count_is_zero_without_conntrack(monkeypatch, tmp_path):
-    from vnmlib.netlink import conntrack
+    from vnmlib.host.netlink import conntrack
 
     # no nf_conntrack module: no /proc file at all
     monkeypatch.setattr(conntrack, "COUNT_PATH", str(tmp_path / "missing"))

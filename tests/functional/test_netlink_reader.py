@@ -1,4 +1,4 @@
-"""vnmlib.netlink.reader (stdlib rtnetlink) and Netlink.create_link against iproute2's view.
+"""vnmlib.host.netlink.reader (stdlib rtnetlink) and Netlink.create_link against iproute2's view.
 
 Runs in the test namespace with the interpreter the actions use (VNM_TEST_PYTHON),
 so pyroute2 0.7 and 0.9 both create the devices the specs describe.
@@ -12,9 +12,9 @@ PROBE = r'''
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from vnmlib import config
-from vnmlib.netlink import Netlink, reader
-from vnmlib.template import parse_vm
-from vnmlib.vlan_link import vxlan_spec
+from vnmlib.host.netlink import Netlink, reader
+from vnmlib.model.template import parse_vm
+from vnmlib.linux.vlan_link import vxlan_spec
 nic = parse_vm(sys.stdin.buffer.read()).nics[0]
 spec = vxlan_spec(nic, dict(config.DEFAULTS), lambda: [])
 nl = Netlink()

@@ -1,4 +1,4 @@
-"""vnmlib.netlink.routing (stdlib rtnetlink writes and reads) against iproute2's view."""
+"""vnmlib.host.netlink.routing (stdlib rtnetlink writes and reads) against iproute2's view."""
 
 import json
 import subprocess
@@ -9,7 +9,7 @@ PROBE = r'''
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from vnmlib.errors import VnmError
-from vnmlib.netlink import reader, routing as r
+from vnmlib.host.netlink import reader, routing as r
 br = reader.link("brr").index
 up = reader.link("uplink0").index
 r.add_host_route("10.9.0.10", br, "brr")

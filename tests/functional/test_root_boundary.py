@@ -19,7 +19,7 @@ import pytest
 from helpers import REPO, assert_ok, assert_one_error, b64, bridge_nic, vm_xml
 from oneadmin import USER, install, oneadmin, run_as_user  # noqa: F401 (oneadmin: a fixture)
 
-from vnmlib.privileged import frame
+from vnmlib.contract.privileged import frame
 
 SECRET = "vnm-secret-7f3a"
 
@@ -209,7 +209,7 @@ def test_every_driver_and_action_through_the_helper(ns, oneadmin):
     """The user runs every action of every driver (on a VM with none of that driver's
     NICs): each succeeds, privileged parts through sudo; and asked directly, the helper
     runs exactly the handlers marked privileged and refuses the others."""
-    from vnmlib.action import REQUIRED_ARGS
+    from vnmlib.contract.context import REQUIRED_ARGS
     from vnmlib.drivers import DRIVER_MODULES, load_driver
 
     base, sudoers = oneadmin

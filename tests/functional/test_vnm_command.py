@@ -85,7 +85,7 @@ def test_install_then_onehost_sync_copy_runs_on_the_hypervisor_python(ns, synced
 
 def test_install_keeps_hooks_and_an_edited_conf(tmp_path):
     remotes = str(tmp_path)
-    from vnmlib.install import install
+    from vnmlib.ops.install import install
 
     install(remotes)
     hook = tmp_path / "vnm" / "bridge" / "pre.d" / "10-mine"

@@ -10,12 +10,12 @@ import ipaddress
 import pytest
 from helpers import b64, bridge_nic, vm_xml
 
-from vnmlib.addresses import parse_address
+from vnmlib.model.addresses import parse_address
 from vnmlib.elastic import hostops
 from vnmlib.errors import InputError, shown
 from vnmlib.firewall.sg_rules import nic_groups, parse_rule
-from vnmlib.naming import NIC_ID_MAX, VM_ID_MAX, check_ifname, parse_vlan_ranges
-from vnmlib.template import parse_vm
+from vnmlib.model.naming import NIC_ID_MAX, VM_ID_MAX, check_ifname, parse_vlan_ranges
+from vnmlib.model.template import parse_vm
 
 INJECTION = "\n-I FORWARD 1 -j ACCEPT"
 
@@ -203,7 +203,7 @@ def test_provider_interfaces_are_interface_names(device):
                                   "stp=١", "setageing=1_5", "setfd=" + "1" * 40])
 def test_bridge_options_are_ascii_finite_numbers(conf):
     """inf and nan crashed int() (an internal error, not a line); other digits were taken."""
-    from vnmlib.bridge_options import bridge_options
+    from vnmlib.model.bridge_options import bridge_options
 
     vm = vm_with(nic={"BRIDGE_CONF": conf})
     with pytest.raises(InputError, match="NIC 0: BRIDGE_CONF: bridge option"):
@@ -212,7 +212,7 @@ def test_bridge_options_are_ascii_finite_numbers(conf):
 
 @pytest.mark.parametrize("conf", ["vlan_mtu=١٥٠٠", "vlan_mtu=1_500", "vlan_mtu=+1500"])
 def test_conf_integers_are_ascii(conf):
-    from vnmlib.vlan_link import vlan_spec
+    from vnmlib.linux.vlan_link import vlan_spec
 
     vm = vm_with(nic={"PHYDEV": "eth0", "VLAN_ID": "5", "CONF": conf}, driver="802.1Q")
     with pytest.raises(InputError, match="NIC 0: vlan_mtu .* is not an integer"):
@@ -222,7 +222,7 @@ def test_conf_integers_are_ascii(conf):
 @pytest.mark.parametrize("maxelem", ["١٠٠", "9" * 30, "1_000", "0"])
 def test_ipset_maxelem_is_an_ascii_u32(maxelem):
     """A huge value reached ipset's script and failed there, naming no attribute."""
-    from vnmlib.config import DEFAULTS
+    from vnmlib.model.config import DEFAULTS
     from vnmlib.firewall import _maxelem
 
     vm = vm_with(nic={"CONF": f"ipset_maxelem={maxelem}"})

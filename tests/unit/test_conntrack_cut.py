@@ -12,8 +12,8 @@ from helpers import b64, bridge_nic, rules_xml, vm_xml
 from vnmlib.firewall import conntrack_cut
 from vnmlib.firewall.conntrack_cut import admitted, doomed, flow_of, targets
 from vnmlib.firewall.sg_rules import nic_groups, parse_rule, rules_by_group
-from vnmlib.netlink.conntrack import Entry
-from vnmlib.template import parse_vm
+from vnmlib.host.netlink.conntrack import Entry
+from vnmlib.model.template import parse_vm
 
 VM4, VM6 = "10.70.0.10", "fd70::10"
 PEER4, PEER6 = "10.70.0.20", "fd70::20"

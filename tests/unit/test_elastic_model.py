@@ -5,10 +5,10 @@ import os
 import pytest
 from helpers import b64, fixture_bytes, vm_xml
 
-from vnmlib.action import handler_of
+from vnmlib.contract.context import handler_of
 from vnmlib.elastic import hostops, nat, providers, settings, targets
 from vnmlib.errors import InputError, VnmError
-from vnmlib.template import parse_vm
+from vnmlib.model.template import parse_vm
 
 VM10 = parse_vm(fixture_bytes("vm10_vnm_reduced.b64"))
 

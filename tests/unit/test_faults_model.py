@@ -2,7 +2,7 @@
 
 import pytest
 
-from vnmlib import waits
+from vnmlib.model import waits
 from vnmlib.cli.status_protection import forward_bypasses, global_problems, parse
 from vnmlib.errors import InputError
 

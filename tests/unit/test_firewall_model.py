@@ -7,12 +7,12 @@ import golden
 import pytest
 from helpers import fixture_bytes
 
-from vnmlib.config import DEFAULTS
+from vnmlib.model.config import DEFAULTS
 from vnmlib.errors import InputError
 from vnmlib.firewall import backend_restore, transaction
 from vnmlib.firewall.layout import GLOBAL_CHAIN, NicFirewall
 from vnmlib.firewall.sg_rules import nic_groups, parse_rule, rules_by_group, to_nets
-from vnmlib.template import parse_vm
+from vnmlib.model.template import parse_vm
 
 VM7 = parse_vm(fixture_bytes("vm7_vnm_reduced.b64"))
 VM10 = parse_vm(fixture_bytes("vm10_vnm_reduced.b64"))

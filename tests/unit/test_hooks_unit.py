@@ -1,6 +1,6 @@
 import os
 
-from vnmlib.hooks import hook_programs
+from vnmlib.contract.hooks import hook_programs
 
 
 def test_hook_selection_and_byte_order(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 from vnmlib.errors import InputError
 from vnmlib.firewall.l2guard import WireGuard, render
-from vnmlib.template import Nic
+from vnmlib.model.template import Nic
 
 
 def guard(**attrs):

@@ -3,11 +3,11 @@ import os
 import pytest
 
 from helpers import REPO, b64, bridge_nic, vm_xml
-from vnmlib import config
-from vnmlib.bridge_options import bridge_options
+from vnmlib.model import config
+from vnmlib.model.bridge_options import bridge_options
 from vnmlib.errors import InputError
-from vnmlib.naming import check_ifname, parse_vlan_ranges
-from vnmlib.template import parse_vm
+from vnmlib.model.naming import check_ifname, parse_vlan_ranges
+from vnmlib.model.template import parse_vm
 
 
 def nic(**attrs):

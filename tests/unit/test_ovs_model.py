@@ -4,17 +4,17 @@ import golden_ovs
 import pytest
 from helpers import b64, fixture_bytes, vm_xml
 
-from vnmlib import ovs_flows, ovsdb
-from vnmlib.config import DEFAULTS
+from vnmlib.ovs import flows as ovs_flows, ovsdb
+from vnmlib.model.config import DEFAULTS
 from vnmlib.errors import InputError
-from vnmlib.ovs_switch import bridge_options, port_columns
-from vnmlib.template import parse_vm
+from vnmlib.ovs.switch import bridge_options, port_columns
+from vnmlib.model.template import parse_vm
 
 VM9 = parse_vm(fixture_bytes("vm9_vnm_reduced.b64"))
 
 
 def nic(**attrs):
-    from vnmlib.template import Nic
+    from vnmlib.model.template import Nic
 
     base = {"NIC_ID": "1", "MAC": "02:00:0a:00:00:01"}
     base.update({k: str(v) for k, v in attrs.items()})
@@ -140,7 +140,7 @@ def test_ovsdb_decode():
 # -- whose port (issue 23.4) ---------------------------------------------------------
 
 def _state(port, port_ids=None, iface_ids=None, kind=""):
-    from vnmlib.ovs import OvsState
+    from vnmlib.ovs.tools import OvsState
 
     ports = {port: {"bridge": "ovsbr0", "external_ids": port_ids or {}},
              "uplink0": {"bridge": "ovsbr0", "external_ids": {}}}
@@ -164,7 +164,7 @@ def _state(port, port_ids=None, iface_ids=None, kind=""):
     ("one-7-1", {"vnm-vm": "x7", "vnm-nic": "1"}, {}, "", None),            # no mark: by name
 ])
 def test_foreign_port(tap, port_ids, iface_ids, kind, want):
-    from vnmlib.ovs_switch import OvsNeed, foreign_port
+    from vnmlib.ovs.switch import OvsNeed, foreign_port
 
     vm = parse_vm(b64(vm_xml(7, [{"NIC_ID": 1, "BRIDGE": "ovsbr0", "PHYDEV": "uplink0",
                                   "VN_MAD": "ovswitch", "MAC": "02:00:0a:00:00:01"}])))
@@ -174,7 +174,7 @@ def test_foreign_port(tap, port_ids, iface_ids, kind, want):
 
 
 def test_post_marks_the_port_it_configures():
-    from vnmlib.ovs_switch import port_commands
+    from vnmlib.ovs.switch import port_commands
 
     commands = port_commands(nic(NIC_ID=3), "vnet9")
     assert commands[1][:3] == ["set", "Port", "vnet9"]

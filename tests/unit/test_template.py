@@ -5,8 +5,8 @@ import pytest
 
 from helpers import FIXTURES, b64, bridge_nic, fixture_bytes, vm_xml
 from vnmlib.errors import InputError
-from vnmlib.limits import MAX_STDIN_BYTES
-from vnmlib.template import decode_base64, parse_vm, parse_vnet
+from vnmlib.model.limits import MAX_STDIN_BYTES
+from vnmlib.model.template import decode_base64, parse_vm, parse_vnet
 
 
 @pytest.mark.parametrize("name", sorted(f for f in os.listdir(FIXTURES)

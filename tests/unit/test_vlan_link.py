@@ -5,11 +5,11 @@ import socket
 import pytest
 
 from helpers import b64, bridge_nic, fixture_bytes, vm_xml
-from vnmlib import config
+from vnmlib.model import config
 from vnmlib.errors import InputError
-from vnmlib.netlink.reader import Link
-from vnmlib.template import parse_vm
-from vnmlib.vlan_link import vlan_spec, vxlan_spec
+from vnmlib.host.netlink.reader import Link
+from vnmlib.model.template import parse_vm
+from vnmlib.linux.vlan_link import vlan_spec, vxlan_spec
 
 CONF = dict(config.DEFAULTS)
 NO_ADDRESSES = list

@@ -10,8 +10,8 @@ import sys
 
 import click
 
-from .. import __version__
-from ..errors import VnmError
+from vnmlib import __version__
+from vnmlib.errors import VnmError
 
 COMMANDS = {
     "install": "lay out the remotes tree for onehost sync",

@@ -9,6 +9,6 @@ def command():
     pings between the VM namespaces and a peer behind the uplink, clean; all in
     throwaway namespaces, with a tree laid out by vnm install in a temporary
     directory. Needs root."""
-    from ..demo import main
+    from vnmlib.ops.demo import main
 
     raise SystemExit(main())

@@ -14,14 +14,14 @@ import sys
 
 import click
 
-from . import doctor_wire
-from .output import emit
+from vnmlib.cli import doctor_wire
+from vnmlib.cli.output import emit
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
 
 def _run(*argv):
-    from .. import waits
+    from vnmlib.model import waits
 
     limit = waits.seconds("tool_timeout")
     try:
@@ -119,8 +119,8 @@ def iptables_backends():
 
 def global_chains():
     """vnm's global chains in both families: present, jumped to, not bypassed."""
-    from .. import process
-    from .status_protection import global_problems
+    from vnmlib.host import process
+    from vnmlib.cli.status_protection import global_problems
 
     tables = {}
     for family, tool in ((4, "iptables"), (6, "ip6tables")):
@@ -135,8 +135,8 @@ def global_chains():
 
 
 def configuration(tree):
-    from .. import config, waits
-    from ..errors import VnmError
+    from vnmlib.model import config, waits
+    from vnmlib.errors import VnmError
 
     found = []
     path = config.conf_path(tree)
@@ -151,7 +151,7 @@ def configuration(tree):
             found.append(("OpenNebulaNetwork.conf", OK, state))
     except VnmError as exc:
         found.append(("OpenNebulaNetwork.conf", FAIL, str(exc)))
-    from ..elastic import settings
+    from vnmlib.elastic import settings
 
     elastic = settings.path(tree)
     if os.path.exists(elastic):
@@ -163,7 +163,7 @@ def configuration(tree):
 
 
 def run_directory():
-    from ..locks import run_dir
+    from vnmlib.host.locks import run_dir
 
     path = run_dir()
     if not os.path.exists(path):
@@ -181,7 +181,7 @@ def run_directory():
 def run_directory_entries():
     """Entries of the run directory the actions cannot use (each is warned and worked
     around when met: ignored or replaced)."""
-    from ..locks import run_dir_problems
+    from vnmlib.host.locks import run_dir_problems
 
     problems = run_dir_problems()
     if not problems:
@@ -192,8 +192,8 @@ def run_directory_entries():
 def held_locks():
     """vnm's locks held now in this namespace, with holder and age; one held longer
     than lock_timeout is blocking other actions."""
-    from .. import waits
-    from ..locks import describe_holder, held_locks as held
+    from vnmlib.model import waits
+    from vnmlib.host.locks import describe_holder, held_locks as held
 
     limit = waits.seconds("lock_timeout")
     found = []
@@ -241,7 +241,7 @@ def command(tree, as_json):
     the run directory (and
     entries in it the actions cannot use), the locks held now with their holders,
     and the Python modules. Exit 1 when a check FAILs."""
-    from .run import default_tree
+    from vnmlib.cli.run import default_tree
 
     configured = configuration(tree or default_tree())  # first: its tool_timeout bounds the rest
     findings = (kernel_features() + tools() + configured + global_chains() + run_directory()

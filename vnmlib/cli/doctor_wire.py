@@ -1,6 +1,6 @@
 """``vnm doctor``'s checks of what VMs could do to the host on the wire (issue 27).
 
-The bridges vnm creates get no IPv6 life of their own (:class:`vnmlib.steps.Ipv6Quiet`);
+The bridges vnm creates get no IPv6 life of their own (:class:`vnmlib.host.steps.Ipv6Quiet`);
 bridges made before, or by the operator, may still accept a VM's router
 advertisement (an address in the VM's prefix, a default route through the VM)
 and hold a link-local address every VM reaches. Read from ``/proc`` and

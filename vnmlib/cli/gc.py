@@ -20,7 +20,7 @@ import shutil
 
 import click
 
-from .output import emit
+from vnmlib.cli.output import emit
 
 
 GUEST_KINDS = ("tun", "veth")
@@ -32,7 +32,7 @@ def live_vms(live):
             return {int(v) for v in live.split(",") if v.strip()}
         except ValueError:
             raise click.BadParameter(f"{live!r} is not a list of VM IDs", param_hint="--live")
-    from .. import process
+    from vnmlib.host import process
 
     virsh = shutil.which("virsh")
     if virsh is None:
@@ -122,7 +122,7 @@ def deploying_vms(grace):
     Between ``pre`` and its domain's start a VM has no tap and virsh does not
     list it, but it is alive: its record says so.
     """
-    from ..locks import BridgeUsers
+    from vnmlib.host.locks import BridgeUsers
 
     users = BridgeUsers()
     found = set()
@@ -138,7 +138,7 @@ def _links_now():
     """{name: (kind, master)} of every link, read now (``ip -d -j link show``)."""
     import json
 
-    from .. import process
+    from vnmlib.host import process
 
     out = process.run([process.which("ip"), "-d", "-j", "link", "show"]).check(
         "reading links").stdout
@@ -156,7 +156,7 @@ class _Applier:
     """The removals of one gc run, each re-checked under its lock."""
 
     def __init__(self, conf, log):
-        from .. import waits
+        from vnmlib.model import waits
 
         self.conf, self.log = conf, log
         self.grace = waits.seconds("gc_record_grace")
@@ -168,7 +168,8 @@ class _Applier:
         return vm_id in deploying_vms(self.grace)
 
     def firewall(self, bases):
-        from .. import firewall, sysfs
+        from vnmlib import firewall
+        from vnmlib.host import sysfs
 
         def still_unused(base):
             vm_id = int(base.split("-")[1])
@@ -183,8 +184,8 @@ class _Applier:
         firewall.apply(_Ctx(self.conf, self.log), remove=bases, still_unused=still_unused)
 
     def ovs_flows(self, vm_id, nic_id, thing):
-        from .. import ovs, ovs_flows
-        from ..locks import LinkLocks
+        from vnmlib.ovs import tools as ovs, flows as ovs_flows
+        from vnmlib.host.locks import LinkLocks
 
         cookie = ovs_flows.cookie_of(vm_id, nic_id)
         for bridge in sorted(ovs.read_state().bridges):
@@ -197,9 +198,10 @@ class _Applier:
                               f"flows of {thing}")
 
     def ovs_port(self, vm_id, nic_id, thing):
-        from .. import ovs, sysfs
-        from ..inventory import ovs_port_owner
-        from ..locks import LinkLocks
+        from vnmlib.ovs import tools as ovs
+        from vnmlib.host import sysfs
+        from vnmlib.ops.inventory import ovs_port_owner
+        from vnmlib.host.locks import LinkLocks
 
         bridge, port = thing.split(":")[:2]
         with LinkLocks([bridge]):
@@ -217,7 +219,7 @@ class _Applier:
                 ovs.vsctl([["--if-exists", "del-port", bridge, port]], f"port {port}")
 
     def record(self, thing):
-        from ..locks import BridgeUsers, LinkLocks
+        from vnmlib.host.locks import BridgeUsers, LinkLocks
 
         bridge, user = thing.split(":")
         with LinkLocks([bridge]):
@@ -230,8 +232,9 @@ class _Applier:
 
     def bridge(self, bridge, is_ovs):
         """Delete a bridge if, under its lock and its ports' locks, nothing uses it."""
-        from .. import ovs, steps
-        from ..locks import BridgeUsers, LinkLocks
+        from vnmlib.ovs import tools as ovs
+        from vnmlib.host import steps
+        from vnmlib.host.locks import BridgeUsers, LinkLocks
 
         def ports_now():
             """{port: kind} of the bridge now; None when it is gone."""
@@ -298,10 +301,11 @@ def command(do_apply, live, tree, as_json, unrecorded):
     """Find chains, ipsets, OVS flows and ports, records and empty vnm-made
     bridges left by VMs that no longer run here; remove them with --apply.
     Bridges named as oned names them that no record names are listed too."""
-    from .. import config, inventory, waits
-    from ..locks import identify
-    from ..log import Log
-    from .run import default_tree
+    from vnmlib.model import config, waits
+    from vnmlib.ops import inventory
+    from vnmlib.host.locks import identify
+    from vnmlib.log import Log
+    from vnmlib.cli.run import default_tree
 
     if os.geteuid() != 0:
         raise click.ClickException("gc reads and changes the host's firewall and links: run it "

@@ -2,7 +2,7 @@
 
 import click
 
-from .output import emit
+from vnmlib.cli.output import emit
 
 
 @click.command(name="install")
@@ -14,7 +14,7 @@ def command(remotes, dry_run, as_json):
     """Lay out REMOTES/vnm/<driver>/<action> (vnmlib inside, byte-compiled) and
     REMOTES/etc/vnm/, keeping admins' hooks (<action>.d/) and an edited
     OpenNebulaNetwork.conf (its difference to the shipped one is shown)."""
-    from .. import install
+    from vnmlib.ops import install
 
     try:
         rows = install.install_as_owner(remotes, dry_run)

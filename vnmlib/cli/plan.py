@@ -4,7 +4,7 @@ import os
 
 import click
 
-from .run import action_arguments, default_tree, vm_stdin
+from vnmlib.cli.run import action_arguments, default_tree, vm_stdin
 
 # front-end actions call a provider and another host: no local plan to show
 FRONT_END = {("elastic", "post"), ("elastic", "clean")}
@@ -12,10 +12,10 @@ FRONT_END = {("elastic", "post"), ("elastic", "clean")}
 
 def plan_action(driver, action, args, stdin, tree):
     """The changes (lines, as the action would log them) of DRIVER ACTION on this host."""
-    from .. import plan
-    from ..action import REQUIRED_ARGS, Context, check_argv, handler_of
-    from ..errors import VnmError
-    from ..log import Log
+    from vnmlib.host import plan
+    from vnmlib.contract.context import REQUIRED_ARGS, Context, check_argv, handler_of
+    from vnmlib.errors import VnmError
+    from vnmlib.log import Log
 
     if (driver, action) in FRONT_END:
         raise VnmError(f"{driver} {action} runs on the front-end (provider, then ssh): plan its "

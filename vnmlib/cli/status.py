@@ -2,7 +2,7 @@
 
 import click
 
-from .output import emit
+from vnmlib.cli.output import emit
 
 
 @click.command(name="status")
@@ -16,9 +16,9 @@ def command(vm_id, as_json):
     its chains (another rule accepting it before vnm's jump, a missing jump,
     chain, family or ipset); the exit code is 1 then. Locks held now are listed
     with their holders."""
-    from .. import inventory
-    from ..locks import identify
-    from .status_protection import nic_problems
+    from vnmlib.ops import inventory
+    from vnmlib.host.locks import identify
+    from vnmlib.cli.status_protection import nic_problems
 
     identify("status")  # names it in the WARN lines of a damaged run directory
     inv = inventory.read()
@@ -44,7 +44,7 @@ def command(vm_id, as_json):
 
 def _held_locks():
     """The locks actions hold right now: who (pid, action, VM) and for how long."""
-    from ..locks import held_locks
+    from vnmlib.host.locks import held_locks
 
     held = held_locks()
     if held:

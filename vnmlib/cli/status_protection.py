@@ -22,7 +22,7 @@ followed.
 
 import re
 
-from ..firewall.layout import BRIDGED_FORWARD, FAMILIES, GLOBAL_CHAIN, ROUTED_FORWARD
+from vnmlib.firewall.layout import BRIDGED_FORWARD, FAMILIES, GLOBAL_CHAIN, ROUTED_FORWARD
 
 _ACCEPTED_STATES = {"RELATED", "ESTABLISHED"}
 

@@ -1,13 +1,13 @@
 """One module per driver; each exposes ``ACTIONS = {action: handler}``.
 
-Handlers take a :class:`vnmlib.action.Context`. Those marked with
+Handlers take a :class:`vnmlib.contract.context.Context`. Those marked with
 :func:`privileged` change the host and run as root (through the sudo helper
 when the caller is not root); the others only validate and run hooks.
 """
 
 import importlib
 
-from ..errors import VnmError
+from vnmlib.errors import VnmError
 
 # OpenNebula's VN_MAD names -> module names (802.1Q is not a Python identifier).
 DRIVER_MODULES = {
@@ -40,7 +40,7 @@ def security_groups():
     Importing it (subprocess, shutil…) costs ~14 ms, a third of a warm
     ``pre``'s budget, and no ``pre`` applies security groups.
     """
-    from .. import firewall
+    from vnmlib import firewall
 
     return firewall
 

@@ -4,10 +4,11 @@ The handlers select NICs by ``ctx.driver`` so that drivers built on the
 bridge (fw) reuse them for their own NICs.
 """
 
-from .. import linux_bridge, port_owner, steps, sysfs
-from ..locks import LinkLocks
-from ..naming import check_ifname, old_vlan_ranges
-from . import action_table, privileged, succeed
+from vnmlib.linux import bridge as linux_bridge
+from vnmlib.host import port_owner, steps, sysfs
+from vnmlib.host.locks import LinkLocks
+from vnmlib.model.naming import check_ifname, old_vlan_ranges
+from vnmlib.drivers import action_table, privileged, succeed
 
 
 @privileged

@@ -7,12 +7,12 @@ the host side over the transport. Hooks as the reference: ``post.d`` on the
 front-end, ``clean.d`` on the host (by ``remote_clean``).
 """
 
-from ..errors import VnmError
-from . import action_table, bridge, privileged, security_groups, succeed
+from vnmlib.errors import VnmError
+from vnmlib.drivers import action_table, bridge, privileged, security_groups, succeed
 
 
 def _targets(ctx):
-    from ..elastic import targets
+    from vnmlib.elastic import targets
 
     return targets.scoped(ctx.vm)
 
@@ -27,7 +27,7 @@ def _provider(ctx, host, required=True):
     """(host settings, provider); (None, None) on a host without elastic.yaml when
     not ``required``: the host side then makes routes, proxy ARP and security
     groups only, as the reference's host side, which reads no settings at all."""
-    from ..elastic import providers
+    from vnmlib.elastic import providers
 
     host_settings = ctx.elastic_settings(host, required)
     if host_settings is None:
@@ -70,7 +70,7 @@ def post(ctx):
     if work is None:
         return
     targets, host_settings, provider = work
-    from ..elastic import transport
+    from vnmlib.elastic import transport
 
     assigned = []
     try:
@@ -93,7 +93,7 @@ def clean(ctx):
     if work is None:
         return
     targets, host_settings, provider = work
-    from ..elastic import transport
+    from vnmlib.elastic import transport
 
     failures = _unassign_all(ctx, provider, targets)
     transport.run(host_settings, ctx.tree, "remote_clean", ctx.argv[:1], ctx.stdin, ctx.log)
@@ -108,7 +108,7 @@ def _host_side(ctx, host_position, usage, method):
     host = _host_arg(ctx, host_position, usage)
     targets = _targets(ctx)
     if targets:
-        from ..elastic import host as host_side
+        from vnmlib.elastic import host as host_side
 
         getattr(host_side, method)(ctx, targets, _provider(ctx, host, required=False)[1])
     return targets

@@ -1,6 +1,6 @@
 """fw: the bridge driver plus security groups and MAC/IP anti-spoofing (reference §2.3)."""
 
-from . import action_table, bridge, privileged, security_groups
+from vnmlib.drivers import action_table, bridge, privileged, security_groups
 
 pre = bridge.pre  # identical to bridge/pre (reference NoVLANDriver)
 update_nic = bridge.update_nic

@@ -1,13 +1,13 @@
 """The actions of the Open vSwitch drivers (ovswitch, ovswitch_vxlan): one set, two uplinks.
 
-They differ in the uplink (:class:`~vnmlib.ovs_switch.OvsNeed`: PHYDEV, or
-:class:`~vnmlib.ovs_switch.OvsVxlanNeed`: the VXLAN device) and in which
+They differ in the uplink (:class:`~vnmlib.ovs.switch.OvsNeed`: PHYDEV, or
+:class:`~vnmlib.ovs.switch.OvsVxlanNeed`: the VXLAN device) and in which
 ``update_nic`` changes swap it.
 """
 
-from .. import ovs_switch
-from ..errors import VnmError
-from . import action_table, privileged
+from vnmlib.ovs import switch as ovs_switch
+from vnmlib.errors import VnmError
+from vnmlib.drivers import action_table, privileged
 
 
 def actions(need_type, uplink_keys):

@@ -5,9 +5,9 @@ filters, then the security groups, exactly as fw; ``clean`` removes device and
 bridge together when no guest is left, then the NIC's rules.
 """
 
-from .. import vlan_bridge
-from ..vlan_link import vlan_spec
-from . import vlan_backed
+from vnmlib.linux import vlan_bridge
+from vnmlib.linux.vlan_link import vlan_spec
+from vnmlib.drivers import vlan_backed
 
 
 class VlanNeed(vlan_bridge.VlanBridgeNeed):

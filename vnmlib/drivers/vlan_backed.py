@@ -1,12 +1,12 @@
 """The actions of the VLAN-backed drivers (802.1Q, vxlan): one set, two device kinds.
 
-They differ in the device spec (the driver's :class:`~vnmlib.vlan_bridge.VlanBridgeNeed`)
+They differ in the device spec (the driver's :class:`~vnmlib.linux.vlan_bridge.VlanBridgeNeed`)
 and in whether the network has bridge VLAN filters (802.1Q: QinQ ``CVLANS`` and
 ``VLAN_TAGGED_ID`` trunks; vxlan: none, reference §2.5).
 """
 
-from .. import vlan_bridge
-from . import action_table, privileged, security_groups
+from vnmlib.linux import vlan_bridge
+from vnmlib.drivers import action_table, privileged, security_groups
 
 
 def actions(need_type, vlan_filters):

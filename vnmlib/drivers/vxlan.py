@@ -6,9 +6,9 @@ mode (``VXLAN_MODE=evpn``) leaves flooding and learning to the control plane
 address>``. Security groups as fw; no bridge VLAN filters.
 """
 
-from .. import vlan_bridge
-from ..vlan_link import phydev_addresses, vxlan_spec
-from . import vlan_backed
+from vnmlib.linux import vlan_bridge
+from vnmlib.linux.vlan_link import phydev_addresses, vxlan_spec
+from vnmlib.drivers import vlan_backed
 
 
 def _spec(nic, conf):

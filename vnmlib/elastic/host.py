@@ -8,17 +8,17 @@ a failed ``remote_post`` leaves nothing behind. ``down`` goes the other way:
 unreachable first, then unprotected.
 
 A gateway's proxy-ARP entry on a bridge is shared by every elastic NIC
-behind it: each NIC records itself (:class:`vnmlib.locks.BridgeUsers`, kind
+behind it: each NIC records itself (:class:`vnmlib.host.locks.BridgeUsers`, kind
 "proxy-arp"), and the entry goes with the last record (the reference deleted
 it with the first VM to leave, cutting the others off from their gateway).
 """
 
-from .. import steps
-from ..drivers import security_groups
-from ..errors import VnmError
-from ..locks import BridgeUsers, LinkLocks
-from ..netlink import reader, routing
-from . import hostops, nat
+from vnmlib import firewall
+from vnmlib.host import steps
+from vnmlib.errors import VnmError
+from vnmlib.host.locks import BridgeUsers, LinkLocks
+from vnmlib.host.netlink import reader, routing
+from vnmlib.elastic import hostops, nat
 
 
 def _index(device):
@@ -194,7 +194,6 @@ def plan_down(view, users, targets, ops_of):
 def up(ctx, targets, provider):
     """remote_post: routed security groups, then routes, proxy ARP, provider operations."""
     ops_of = {t.base: _host_ops(provider, t) for t in targets}
-    firewall = security_groups()
     firewall.post(ctx, bridged=False)
     try:
         with LinkLocks(_devices(targets, ops_of)):
@@ -218,4 +217,4 @@ def down(ctx, targets, provider):
     ops_of = {t.base: _host_ops(provider, t) for t in targets}
     with LinkLocks(_devices(targets, ops_of)):
         steps.apply(plan_down(_HostView(), BridgeUsers("proxy-arp"), targets, ops_of), ctx.log)
-    security_groups().clean(ctx, bridged=False)
+    firewall.clean(ctx, bridged=False)

@@ -10,7 +10,7 @@ removing them never needs the provider's help.
 
 import ipaddress
 
-from ..naming import check_ifname
+from vnmlib.model.naming import check_ifname
 
 
 def _ip(value, what):

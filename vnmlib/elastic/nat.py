@@ -7,8 +7,8 @@ external address) and OUTPUT (the host itself connecting to it);
 re-run converges and a removal takes chains and jumps in one step.
 """
 
-from .. import process
-from ..locks import FirewallLock
+from vnmlib.host import process
+from vnmlib.host.locks import FirewallLock
 
 JUMPS = {"dnat": ("PREROUTING", "OUTPUT"), "snat": ("POSTROUTING",)}
 HOOK_CHAINS = ("PREROUTING", "OUTPUT", "POSTROUTING")

@@ -23,8 +23,8 @@ Hosts are matched in that order: exact host name, host globs, clusters, default.
 import fnmatch
 import os
 
-from ..config import parse_sent, read_yaml
-from ..errors import InputError
+from vnmlib.model.config import parse_sent, read_yaml
+from vnmlib.errors import InputError
 
 FILE = "elastic.yaml"
 DEFAULT_REMOTE_DIR = "/var/tmp/one/vnm"  # where onehost sync puts the tree (reference §6)
@@ -89,7 +89,7 @@ def _match(data, host, source):
 
 
 def _check_private(source):
-    from ..safe_paths import open_fd
+    from vnmlib.safe_paths import open_fd
 
     fd = open_fd(source, os.O_PATH)
     try:
@@ -107,7 +107,7 @@ def read_private(tree):
     What a non-root caller sends to the sudo helper, which never opens the
     caller's files itself.
     """
-    from ..safe_paths import read_bytes
+    from vnmlib.safe_paths import read_bytes
 
     source = path(tree)
     try:

@@ -1,6 +1,6 @@
 """The elastic NICs and aliases an action handles, with their addresses checked."""
 
-from ..errors import InputError
+from vnmlib.errors import InputError
 
 DRIVER = "elastic"
 

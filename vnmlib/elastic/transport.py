@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 
-from ..errors import VnmError
+from vnmlib.errors import VnmError
 
 DEFAULT_TIMEOUT = 120  # seconds; a remote action normally takes a fraction of one
 

@@ -18,14 +18,14 @@ protection untouched (the reference tore it down first and left the VM open,
 
 import time
 
-from .. import port_owner, sysfs
-from ..config import DEFAULTS, nic_conf
-from ..errors import InputError, VnmError
-from ..locks import FirewallLock
-from . import commit, ipsets, l2guard, recency, transaction
-from . import conntrack_cut
-from .layout import FAMILIES, NicFirewall
-from .sg_rules import nic_groups, rules_by_group
+from vnmlib.host import port_owner, sysfs
+from vnmlib.model.config import DEFAULTS, nic_conf
+from vnmlib.errors import InputError, VnmError
+from vnmlib.host.locks import FirewallLock
+from vnmlib.firewall import commit, ipsets, l2guard, recency, transaction
+from vnmlib.firewall import conntrack_cut
+from vnmlib.firewall.layout import FAMILIES, NicFirewall
+from vnmlib.firewall.sg_rules import nic_groups, rules_by_group
 
 BACKENDS = ("restore", "iptc")
 TAP_TIMEOUT = 3.0  # the reference's wait_for_interface
@@ -34,9 +34,9 @@ TAP_TIMEOUT = 3.0  # the reference's wait_for_interface
 def _backend(conf):
     name = str(conf.get("firewall_backend") or "restore")
     if name == "restore":
-        from . import backend_restore as backend
+        from vnmlib.firewall import backend_restore as backend
     elif name == "iptc":
-        from . import backend_iptc as backend
+        from vnmlib.firewall import backend_iptc as backend
     else:
         raise InputError(f"firewall_backend {name!r} in OpenNebulaNetwork.conf is not one of "
                          f"{', '.join(BACKENDS)}")
@@ -116,7 +116,7 @@ def apply(ctx, install=(), remove=(), started=None, still_unused=None):
         return
     backend = _backend(ctx.conf)
     log = ctx.log
-    from .. import plan
+    from vnmlib.host import plan
 
     with FirewallLock():
         if started is not None:
@@ -147,7 +147,7 @@ def apply(ctx, install=(), remove=(), started=None, still_unused=None):
 
 class _PlanLog:
     def info(self, line):
-        from .. import plan
+        from vnmlib.host import plan
 
         plan.record(line)
 

@@ -8,14 +8,14 @@ The operations are the ones :mod:`vnmlib.firewall.transaction` plans for the
 restore backend; rule tokens are turned into python-iptables objects here.
 """
 
-from ..errors import VnmError
-from .layout import FAMILIES, GLOBAL_CHAIN
-from .transaction import TableSnapshot
+from vnmlib.errors import VnmError
+from vnmlib.firewall.layout import FAMILIES, GLOBAL_CHAIN
+from vnmlib.firewall.transaction import TableSnapshot
 
 
 def _iptc():
     try:
-        import iptc  # ~0.2 s: loads libxtables and its extensions
+        import iptc
     except (ImportError, OSError) as exc:
         raise VnmError(f"firewall backend iptc needs python-iptables (python3-iptables): {exc}") \
             from None

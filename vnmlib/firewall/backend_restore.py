@@ -7,10 +7,10 @@ table replacement with libiptc). ``-n`` keeps every chain we do not name;
 declaring one of our chains (``:one-7-1-i - [0:0]``) creates or flushes it.
 """
 
-from .. import process
-from ..errors import VnmError
-from .layout import FAMILIES, GLOBAL_CHAIN
-from .transaction import TableSnapshot
+from vnmlib.host import process
+from vnmlib.errors import VnmError
+from vnmlib.firewall.layout import FAMILIES, GLOBAL_CHAIN
+from vnmlib.firewall.transaction import TableSnapshot
 
 _TOOLS = {4: ("iptables", "iptables-restore"), 6: ("ip6tables", "ip6tables-restore")}
 _READ_CHAINS = (GLOBAL_CHAIN, "FORWARD", "INPUT")

@@ -17,8 +17,8 @@ members live when ``ip6tables-restore`` failed after ``iptables-restore``
 succeeded: a VM open to a new network while its action reported failure.
 """
 
-from ..errors import OutcomeUnknown, VnmError
-from . import ipsets, transaction
+from vnmlib.errors import OutcomeUnknown, VnmError
+from vnmlib.firewall import ipsets, transaction
 
 
 def run(backend, changes, snapshots, install, remove, existing, stale, log):

@@ -18,13 +18,13 @@ its first packet took): to one of the NIC's addresses is inbound (the peer is
 the source), from one is outbound (the peer is the destination); the port is
 the original destination port in both (``--dports``, ``hash:net,port``).
 The evaluator is pure (``tests/unit/test_conntrack_cut.py``); the table is
-read and changed through :mod:`vnmlib.netlink.conntrack`.
+read and changed through :mod:`vnmlib.host.netlink.conntrack`.
 """
 
 import ipaddress
 
-from ..netlink import conntrack
-from .sg_rules import ICMP_CODES, ICMPV6_CODES, nic_groups, rules_by_group
+from vnmlib.host.netlink import conntrack
+from vnmlib.firewall.sg_rules import ICMP_CODES, ICMPV6_CODES, nic_groups, rules_by_group
 
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "esp": 50}
 # the NIC's (and its aliases') addresses whose connections its chains filter
@@ -46,7 +46,7 @@ class Flow:
 
 
 def flow_of(entry, addresses):
-    """The :class:`Flow` of a :class:`vnmlib.netlink.conntrack.Entry` for a NIC
+    """The :class:`Flow` of a :class:`vnmlib.host.netlink.conntrack.Entry` for a NIC
     with ``addresses`` (packed bytes); None when the entry is not the NIC's."""
     if entry.dst in addresses:
         direction, peer = "i", entry.src

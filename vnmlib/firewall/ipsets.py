@@ -17,8 +17,8 @@ Sizes are checked against ``maxelem`` before anything runs.
 import re
 import time
 
-from .. import process
-from ..errors import InputError, VnmError
+from vnmlib.host import process
+from vnmlib.errors import InputError, VnmError
 
 # A set whose last rule was just deleted can stay referenced for a moment:
 # nf_tables releases match references from a work queue after the commit

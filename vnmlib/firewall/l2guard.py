@@ -44,7 +44,7 @@ IP anti-spoofing), which run after this.
 
 import ipaddress
 
-from ..naming import parse_vlan_ranges
+from vnmlib.model.naming import parse_vlan_ranges
 
 FAMILY = "netdev"
 # ICMPv6 ND: type(8) code(8) checksum(16) reserved/flags(32), target(128), then
@@ -216,8 +216,8 @@ def render(install=(), remove=()):
 
 def apply(install=(), remove=()):
     """Commit :func:`render`'s transaction with the host's ``nft``."""
-    from .. import process
-    from ..errors import VnmError
+    from vnmlib.host import process
+    from vnmlib.errors import VnmError
 
     text = render(install, remove)
     if not text:

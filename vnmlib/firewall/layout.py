@@ -12,9 +12,9 @@ Everything here is pure: building a :class:`NicFirewall` validates every
 value of the NIC and of its rules, and touches nothing.
 """
 
-from ..errors import InputError
-from .l2guard import WireGuard
-from .sg_rules import ICMP_CODES, ICMPV6_CODES
+from vnmlib.errors import InputError
+from vnmlib.firewall.l2guard import WireGuard
+from vnmlib.firewall.sg_rules import ICMP_CODES, ICMPV6_CODES
 
 GLOBAL_CHAIN = "opennebula"
 FAMILIES = (4, 6)

@@ -17,8 +17,8 @@ import contextlib
 import os
 import time
 
-from .. import locks
-from ..errors import VnmError
+from vnmlib.host import locks
+from vnmlib.errors import VnmError
 
 
 def now():

@@ -11,8 +11,8 @@ fails the action with the rule named, and the previous protection stays.
 import ipaddress
 import re
 
-from ..addresses import parse_address
-from ..errors import InputError, shown
+from vnmlib.model.addresses import parse_address
+from vnmlib.errors import InputError, shown
 
 # PROTOCOL -> the name iptables and the ipset names use; IPSEC is ESP (reference).
 PROTOCOLS = {"ALL": "all", "TCP": "tcp", "UDP": "udp", "ICMP": "icmp",

@@ -20,7 +20,7 @@ Only rules whose target is one of the NICs' own chains are deleted, and only
 our own chains are flushed; nothing is ever addressed by line number.
 """
 
-from .layout import GLOBAL_CHAIN, forward_jump
+from vnmlib.firewall.layout import GLOBAL_CHAIN, forward_jump
 
 ACCEPT = ("-j", "ACCEPT")
 

@@ -19,7 +19,7 @@ entry point group of the host's and front-end's Python environment.
 
 import importlib
 
-from ...errors import InputError, VnmError
+from vnmlib.errors import InputError, VnmError
 
 ENTRY_POINT_GROUP = "vnm.elastic_providers"
 BUILT_IN = {

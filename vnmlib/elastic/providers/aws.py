@@ -16,7 +16,7 @@ retry mode (exponential backoff with jitter). Settings:
 No host operations: AWS delivers the address to the instance's interface.
 """
 
-from . import Provider
+from vnmlib.elastic.providers import Provider
 
 
 def _error_text(exc):

@@ -1,6 +1,6 @@
 """dummy: always succeeds and asks nothing of the host (reference dummy_vnm.rb)."""
 
-from . import Provider
+from vnmlib.elastic.providers import Provider
 
 
 class DummyProvider(Provider):

@@ -11,8 +11,8 @@ VM's traffic leaving through that interface is SNATed to it. Settings:
 
 import ipaddress
 
-from ..hostops import Address, Dnat, Snat
-from . import Provider
+from vnmlib.elastic.hostops import Address, Dnat, Snat
+from vnmlib.elastic.providers import Provider
 
 
 class NatProvider(Provider):

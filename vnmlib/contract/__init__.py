@@ -1,0 +1,1 @@
+"""The contract with oned: the action entry point, its context, the sudo helper and hook scripts."""

@@ -1,0 +1,1 @@
+"""Open vSwitch: the tools (ovs-vsctl/ofctl), OVSDB reads, OpenFlow rules and the switch planner."""
