@@ -4,6 +4,7 @@ The handlers select NICs by ``ctx.driver`` so that drivers built on the
 bridge (fw) reuse them for their own NICs.
 """
 
+from vnmlib.host.view import LinkView
 from vnmlib.linux import bridge as linux_bridge
 from vnmlib.host import port_owner, steps, sysfs
 from vnmlib.host.locks import LinkLocks
@@ -57,7 +58,7 @@ def update_nic(ctx):
         check_ifname(old_phydev, "VNET_UPDATE PHYDEV")
     names = [n.bridge for n in nics] + [n.phydev for n in nics if n.phydev]
     with LinkLocks(names + ([old_phydev] if old_phydev else [])):
-        view = linux_bridge.HostView()
+        view = LinkView()
         planned = []
         for nic in nics:
             bridge = nic.bridge

@@ -12,26 +12,7 @@ from vnmlib.errors import VnmError
 from vnmlib.host.locks import BridgeUsers, LinkLocks, nic_user
 from vnmlib.model.naming import vlan_device_name
 from vnmlib.model.nic_need import NicNeed
-
-
-class HostView:
-    """sysfs, plus what the steps planned so far in this action will change."""
-
-    def __init__(self):
-        self.planned_bridges = set()
-        self.planned_devices = set()  # VLAN/VXLAN devices (vnmlib.linux.vlan_bridge)
-        self.planned_masters = {}
-
-    def exists(self, name):
-        return name in self.planned_bridges or sysfs.exists(name)
-
-    def is_bridge(self, name):
-        return name in self.planned_bridges or sysfs.is_bridge(name)
-
-    def master(self, name):
-        if name in self.planned_masters:
-            return self.planned_masters[name]
-        return sysfs.master(name)
+from vnmlib.host.view import LinkView
 
 
 class BridgeNeed(NicNeed):
@@ -131,7 +112,7 @@ def attach(ctx, nics, need_type=BridgeNeed):
     records = [(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id)) for need in needs]
     with LinkLocks([name for need in needs for name in need.link_names()]):
         with BridgeUsers().recorded(records):
-            steps.apply(plan_attach(HostView(), needs), ctx.log)
+            steps.apply(plan_attach(LinkView(), needs), ctx.log)
 
 
 def release(ctx, nics, need_type=BridgeNeed):

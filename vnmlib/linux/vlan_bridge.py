@@ -10,6 +10,7 @@ re-create it or change its MTU on ``update_nic``, and the 802.1Q bridge VLAN
 filters (QinQ ``CVLANS``, ``VLAN_TAGGED_ID`` trunks).
 """
 
+from vnmlib.host.view import LinkView
 from vnmlib.linux import bridge as linux_bridge, vlan_link
 from vnmlib.host import port_owner, steps, sysfs
 from vnmlib.model.config import is_true
@@ -179,7 +180,7 @@ def update(ctx, need_type, filters=False):
     olds = [_old_device(need.nic, changed) for need in needs]
     names = [n for need in needs for n in need.link_names()] + [o for o in olds if o]
     with LinkLocks(names):
-        view = linux_bridge.HostView()
+        view = LinkView()
         planned, enabling = [], set()
         for need, old in zip(needs, olds):
             planned += _plan_update(view, need, old, recreate)

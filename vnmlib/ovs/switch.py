@@ -30,7 +30,7 @@ from vnmlib.host import port_owner, steps, sysfs
 from vnmlib.linux import vlan_link
 from vnmlib.model.config import is_true, merge_options, nic_conf
 from vnmlib.errors import InputError, VnmError
-from vnmlib.linux.bridge import HostView
+from vnmlib.host.view import LinkView
 from vnmlib.host.locks import BridgeUsers, LinkLocks, nic_user
 from vnmlib.model.naming import checked_vlan_device_name, parse_vlan_ranges
 from vnmlib.model.nic_need import NicNeed
@@ -164,7 +164,7 @@ def _check_uplink(state, need, planned_ports):
 
 def plan_attach(state, needs):
     """Steps for ``pre``: uplink devices, then one transaction (bridges, columns, uplink ports)."""
-    view = HostView()
+    view = LinkView()
     devices, commands, undo, shown, up = [], [], [], [], []
     new_bridges, planned_ports = set(), {}
     for need in needs:
