@@ -27,7 +27,7 @@ def plan_action(driver, action, args, stdin, tree):
     if os.geteuid() != 0:
         raise VnmError("plan reads the kernel's and iptables' state: run it as root")
     with plan.recording() as lines:
-        handler(Context(driver, action, list(args), stdin, tree, Log(action)))
+        handler(Context(driver, action, list(args), stdin, tree, plan.RecordingLog(Log(action))))
     return lines
 
 

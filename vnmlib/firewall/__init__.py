@@ -18,7 +18,7 @@ protection untouched (the reference tore it down first and left the VM open,
 
 import time
 
-from vnmlib.host import port_owner, sysfs
+from vnmlib.host import port_owner, steps, sysfs
 from vnmlib.model.config import DEFAULTS, nic_conf
 from vnmlib.errors import InputError, VnmError
 from vnmlib.host.locks import FirewallLock
@@ -65,17 +65,12 @@ def _limit(conf, nic, key):
     return int(text)
 
 
-def _aliases(vm, nic, leaving=None):
-    """The NIC's aliases (their addresses join its sets and routed jumps)."""
-    parent = str(nic.nic_id)
-    return [a for a in vm.aliases if a.get("PARENT_ID") == parent and a is not leaving]
-
-
 def plan(ctx, nics, bridged, leaving=None):
     """Validated NicFirewalls for ``nics``; raises before anything is touched."""
     vm = ctx.vm
     groups = rules_by_group(rule.attrs for rule in vm.rules)
-    install = [NicFirewall(vm, nic, _aliases(vm, nic, leaving), nic_groups(nic, groups),
+    # a NIC's aliases' addresses join its sets and routed jumps
+    install = [NicFirewall(vm, nic, vm.aliases_of(nic, leaving), nic_groups(nic, groups),
                            _maxelem(ctx.conf, nic), bridged, vm.tap_name(nic),
                            _limit(ctx.conf, nic, "conntrack_limit"),
                            _limit(ctx.conf, nic, "learned_mac_limit")) for nic in nics]
@@ -116,12 +111,9 @@ def apply(ctx, install=(), remove=(), started=None, still_unused=None):
         return
     backend = _backend(ctx.conf)
     log = ctx.log
-    from vnmlib.host import plan
-
     with FirewallLock():
         if started is not None:
-            install = recency.superseded(install, started,
-                                         _PlanLog() if plan.active() else log)
+            install = recency.superseded(install, started, log)
         if still_unused is not None:
             remove = [base for base in remove if still_unused(base)]
         if not install and not remove:
@@ -131,34 +123,44 @@ def apply(ctx, install=(), remove=(), started=None, still_unused=None):
         changes = {f: transaction.plan_family(f, snapshots[f], install, remove)
                    for f in FAMILIES}
         stale = transaction.stale_sets(existing, install, remove)
-        if plan.active():  # vnm plan: the lines below are the plan, nothing is done
-            log = _PlanLog()
-        else:
-            with recency.recorded(install, remove, started or recency.now()):
-                # the wire guard first and gone last: never chains without it
-                l2guard.apply(install=[nf.guard for nf in install if nf.guard])
-                commit.run(backend, changes, snapshots, install, remove, existing, stale,
-                           ctx.log)
-            l2guard.apply(remove=remove)
-            # under the lock: a later update's wider rules must not be cut by ours
-            conntrack_cut.after_commit(ctx, install, remove)
-    _log_applied(log, install, remove)
+        # a step like the links' ones: vnm plan shows it, and only steps.apply applies it
+        steps.apply([ProtectionChange(ctx, backend, changes, snapshots, install, remove,
+                                      existing, stale, started)], log)
 
 
-class _PlanLog:
-    def info(self, line):
-        from vnmlib.host import plan
+class ProtectionChange(steps.Step):
+    """The firewall's part of an action as one step: L2 guards, sets and rules of both
+    families committed together (:func:`.commit.run`), recency records, conntrack cut.
 
-        plan.record(line)
+    It undoes itself when it fails (the commit rolls back from its snapshot), so
+    it has no :meth:`undo` of its own.
+    """
 
+    def __init__(self, ctx, backend, changes, snapshots, install, remove, existing, stale,
+                 started):
+        self.ctx, self.backend, self.changes, self.snapshots = ctx, backend, changes, snapshots
+        self.install, self.remove, self.existing, self.stale = install, remove, existing, stale
+        self.started = started
 
-def _log_applied(log, install, remove):
-    for nf in install:
-        rules = sum(len(r) for f in FAMILIES for r in nf.rules[f].values())
-        log.info(f"{nf.label}: protection of {nf.tap} applied ({nf.chain_in}/-o: "
-                 f"{rules} rules, {len(nf.sets)} ipsets)")
-    for base in remove:
-        log.info(f"{base}: protection removed (chains, jumps, ipsets)")
+    def apply(self, nl):
+        install, remove = self.install, self.remove
+        with recency.recorded(install, remove, self.started or recency.now()):
+            # the wire guard first and gone last: never chains without it
+            l2guard.apply(install=[nf.guard for nf in install if nf.guard])
+            commit.run(self.backend, self.changes, self.snapshots, install, remove,
+                       self.existing, self.stale, self.ctx.log)
+        l2guard.apply(remove=remove)
+        # under the lock: a later update's wider rules must not be cut by ours
+        conntrack_cut.after_commit(self.ctx, install, remove)
+
+    def describe(self):
+        lines = []
+        for nf in self.install:
+            rules = sum(len(r) for f in FAMILIES for r in nf.rules[f].values())
+            lines.append(f"{nf.label}: protection of {nf.tap} applied ({nf.chain_in}/-o: "
+                         f"{rules} rules, {len(nf.sets)} ipsets)")
+        lines += [f"{base}: protection removed (chains, jumps, ipsets)" for base in self.remove]
+        return "\n".join(lines)
 
 
 def _own_nic(vm, driver, nic_id):

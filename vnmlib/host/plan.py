@@ -1,10 +1,12 @@
 """Plan mode: an action computes its changes with its own code and applies none.
 
-``vnm plan`` runs a driver's handler inside :func:`recording`. The writers
-(:func:`vnmlib.host.steps.apply`, the firewall's commit, the bridge-user records)
-ask :func:`active` and, when it is on, :func:`record` what they would do and
-return without doing it. Planning and applying are the same code, so they
-cannot drift; the plan's lines are the INFO lines the real run logs.
+``vnm plan`` runs a driver's handler inside :func:`recording`, with a
+:class:`RecordingLog`. Every change to the host is a step (the firewall's
+commit too), and :func:`vnmlib.host.steps.apply` is the one writer that asks
+:func:`active`: it logs each step instead of applying it, and the recording
+log's INFO lines are the plan. Planning and applying are the same code, so they
+cannot drift. The bridge-user records keep their planned changes here
+(:func:`records`), so that later decisions of the same action see them.
 """
 
 import contextlib
@@ -17,8 +19,18 @@ def active():
     return _lines is not None
 
 
-def record(line):
-    _lines.append(str(line))
+class RecordingLog:
+    """An action's log while it is planned: INFO lines are the plan's lines;
+    warnings and errors still reach the operator through ``log``."""
+
+    def __init__(self, log):
+        self._log = log
+
+    def info(self, message):
+        _lines.extend(str(message).rstrip("\n").split("\n"))
+
+    def __getattr__(self, name):
+        return getattr(self._log, name)
 
 
 def records(key):

@@ -254,9 +254,9 @@ def apply(steps, log):
         return
     from vnmlib.host import plan
 
-    if plan.active():
+    if plan.active():  # the one place plan mode is decided: nothing is applied
         for step in steps:
-            plan.record(step.describe())
+            log.info(step.describe())  # a RecordingLog's lines are the plan
         return
     nl = _LazyNetlink()
     done = []
