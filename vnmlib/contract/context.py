@@ -83,12 +83,14 @@ class Context:
             return None
 
     def int_arg(self, position, name):
+        from vnmlib.model.numbers import decimal
+
         value = self.argv[position] if position < len(self.argv) else None
-        # ASCII digits only: int() also takes other scripts' digits ("٧")
-        if value is None or not (value.isascii() and value.isdigit() and len(value) <= 10):
+        number = None if value is None else decimal(value, digits=10)
+        if number is None:
             raise VnmError(f"argument {position + 1} ({name}) must be an integer, "
                            f"got {value!r}")
-        return int(value)
+        return number
 
 
 def check_argv(action, argv):

@@ -20,6 +20,7 @@ import time
 
 from vnmlib.host import port_owner, steps, sysfs
 from vnmlib.model.config import DEFAULTS, nic_conf
+from vnmlib.model.numbers import decimal
 from vnmlib.errors import InputError, VnmError
 from vnmlib.host.locks import FirewallLock
 from vnmlib.firewall import commit, ipsets, l2guard, recency, transaction
@@ -45,10 +46,8 @@ def _backend(conf):
 
 def _maxelem(conf, nic):
     value = nic_conf(conf, nic).get("ipset_maxelem")
-    text = str(value).strip()
-    # ASCII digits only (int() takes other scripts' too); the kernel's maxelem is a u32
-    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else 0
-    if not 1 <= number <= 2 ** 32 - 1:
+    number = decimal(str(value).strip(), digits=10)
+    if number is None or not 1 <= number <= 2 ** 32 - 1:  # the kernel's maxelem is a u32
         raise InputError(f"{nic.label}: ipset_maxelem {value!r} is not a positive integer")
     return number
 
@@ -57,12 +56,10 @@ def _limit(conf, nic, key):
     """A wire limit (``conntrack_limit``: layout.connlimit; ``learned_mac_limit``: l2guard)
     for ``nic``, its network's CONF over the conf file: a count, 0 = none."""
     value = nic_conf(conf, nic).get(key, DEFAULTS[key])
-    text = str(value).strip()
-    # ASCII digits only, and a u32 (what connlimit and nft set sizes hold)
-    if (isinstance(value, bool) or not (text.isascii() and text.isdigit() and len(text) <= 10)
-            or int(text) > 2 ** 32 - 1):
+    number = decimal(str(value).strip(), digits=10)
+    if number is None or number > 2 ** 32 - 1:  # a u32: what connlimit and nft set sizes hold
         raise InputError(f"{nic.label}: {key} {value!r} is not a non-negative integer")
-    return int(text)
+    return number
 
 
 def plan(ctx, nics, bridged, leaving=None):

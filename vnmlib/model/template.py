@@ -12,13 +12,10 @@ import re
 from vnmlib.model.addresses import parse_address
 from vnmlib.errors import InputError, shown
 from vnmlib.model.limits import MAX_STDIN_BYTES
+from vnmlib.model.numbers import decimal
 from vnmlib.model.naming import NIC_ID_MAX, VM_ID_MAX, check_ifname, parse_vlan_ranges
 
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
-# Integers as oned writes them: ASCII digits (int() would also take other
-# scripts' digits, "_" and blanks). 20 digits hold any 64-bit value; longer
-# text is refused before int() (which refuses more than 4300 digits anyway).
-_INTEGER = re.compile(r"-?[0-9]{1,20}")
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 
 # Every address attribute vnm reads, with its family: each is checked on
@@ -114,7 +111,7 @@ class Nic(_Element):
     def label(self):
         """How error lines name this NIC: ``NIC 1``, ``NIC_ALIAS 3``, ``PCI 4``."""
         nic_id = self.get("NIC_ID", "?")
-        if nic_id != "?" and not _INTEGER.fullmatch(nic_id):
+        if nic_id != "?" and decimal(nic_id, signed=True) is None:
             nic_id = shown(nic_id)  # the user's text: quoted, escaped, cut
         return f"{self.kind} {nic_id}"
 
@@ -124,9 +121,9 @@ class Nic(_Element):
             if required:
                 raise InputError(f"{self.label}: {name} is missing")
             return None
-        if not _INTEGER.fullmatch(value):
+        number = decimal(value, signed=True)
+        if number is None:
             raise InputError(f"{self.label}: {name} {shown(value)} is not an integer")
-        number = int(value, 10)
         if (low is not None and number < low) or (high is not None and number > high):
             raise InputError(f"{self.label}: {name} {number} is out of range {low}..{high}")
         return number
@@ -268,6 +265,21 @@ class VM:
         """Aliases whose *parent* NIC belongs to ``driver`` (SPEC decision 3)."""
         mine = {n.get("NIC_ID") for n in self.driver_nics(driver)}
         return [a for a in self.aliases if a.get("PARENT_ID") in mine]
+
+    def aliases_of(self, nic, leaving=None, driver=None):
+        """The aliases whose PARENT_ID is ``nic``'s NIC_ID, except ``leaving`` (being detached).
+
+        With ``driver``, only among :meth:`driver_aliases` (whose attributes that
+        call checks). IDs compare as oned wrote them, as :meth:`driver_aliases` does.
+        """
+        candidates = self.aliases if driver is None else self.driver_aliases(driver)
+        return [a for a in candidates
+                if a.get("PARENT_ID") == nic.get("NIC_ID") and a is not leaving]
+
+    def alias_parent(self, alias, driver):
+        """The NIC of ``driver`` that ``alias`` belongs to (its PARENT_ID), or None."""
+        return next((n for n in self.driver_nics(driver)
+                     if n.get("NIC_ID") == alias.get("PARENT_ID")), None)
 
     def hotplugged(self):
         """The NIC, NIC_ALIAS or PCI carrying ``ATTACH=YES``, or None (reference §5.4)."""
