@@ -160,15 +160,21 @@ def _open_lock_file(path):
         return os.open(path, flags, 0o600)
     except IsADirectoryError:
         # nobody can hold a directory's flock here: it is debris, not a lock
-        try:
-            os.rmdir(path)
-        except OSError as exc:
-            raise VnmError(f"lock file {path} is a directory and cannot be removed: "
-                           f"{exc.strerror}") from None
-        warn(f"lock file {path} was a directory: replaced")
+        remove_debris_directory(path, "lock file", "replaced")
         return os.open(path, flags, 0o600)
     except OSError as exc:
         raise VnmError(f"cannot open lock file {path}: {exc.strerror}") from None
+
+
+def remove_debris_directory(path, what, outcome):
+    """An empty directory where vnm keeps the file ``what`` (a crash's or a hand's
+    debris, never vnm's own): removed with a WARN, or the action fails saying why."""
+    try:
+        os.rmdir(path)
+    except OSError as exc:
+        raise VnmError(f"{what} {path} is a directory and cannot be removed: "
+                       f"{exc.strerror}") from None
+    warn(f"{what} {path} was a directory: {outcome}")
 
 
 def _lock_label(key):
@@ -449,12 +455,7 @@ def _remove_entry(path):
     except FileNotFoundError:
         pass
     except IsADirectoryError:
-        try:
-            os.rmdir(path)
-        except OSError as exc:
-            raise VnmError(f"bridge-user record {path} is a directory and cannot be removed: "
-                           f"{exc.strerror}") from None
-        warn(f"bridge-user record {path} was a directory: removed")
+        remove_debris_directory(path, "bridge-user record", "removed")
     except OSError as exc:
         raise VnmError(f"cannot remove the bridge-user record {path}: {exc.strerror}") from None
 
