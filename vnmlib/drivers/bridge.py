@@ -4,12 +4,11 @@ The handlers select NICs by ``ctx.driver`` so that drivers built on the
 bridge (fw) reuse them for their own NICs.
 """
 
-from vnmlib.host.view import LinkView
-from vnmlib.linux import bridge as linux_bridge
-from vnmlib.host import port_owner, steps, sysfs
-from vnmlib.host.locks import LinkLocks
-from vnmlib.model.naming import check_ifname, old_vlan_ranges
 from vnmlib.drivers import action_table, privileged, succeed
+from vnmlib.host import port_owner, steps
+from vnmlib.host.change import change_links
+from vnmlib.linux import bridge as linux_bridge
+from vnmlib.model.naming import check_ifname, old_vlan_ranges
 
 
 @privileged
@@ -27,13 +26,16 @@ def post(ctx):
     if not trunks:
         return
     names = [n.bridge for n, _ in trunks] + [n.phydev for n, _ in trunks if n.phydev]
-    with LinkLocks(names):
+
+    def plan(view):
         planned = []
         for nic, vids in trunks:
-            ports = [linux_bridge.require_tap(vm, nic, nic.bridge)]
+            ports = [linux_bridge.require_tap(view, vm, nic, nic.bridge)]
             ports += [nic.phydev] if nic.phydev else []
-            planned += linux_bridge.plan_trunk(nic.bridge, ports, vids)
-        steps.apply(planned, ctx.log)
+            planned += linux_bridge.plan_trunk(view, nic.bridge, ports, vids)
+        return planned
+
+    change_links(ctx.log, names, plan)
 
 
 @privileged
@@ -57,8 +59,8 @@ def update_nic(ctx):
     if old_phydev:
         check_ifname(old_phydev, "VNET_UPDATE PHYDEV")
     names = [n.bridge for n in nics] + [n.phydev for n in nics if n.phydev]
-    with LinkLocks(names + ([old_phydev] if old_phydev else [])):
-        view = LinkView()
+
+    def plan(view):
         planned = []
         for nic in nics:
             bridge = nic.bridge
@@ -69,19 +71,21 @@ def update_nic(ctx):
                 if nic.phydev:
                     planned += linux_bridge.plan_uplink(view, nic.phydev, bridge, nic.label)
             if "VLAN_TAGGED_ID" in changed:
-                planned += _retrunk(vm, nic, changed["VLAN_TAGGED_ID"], ctx.log)
-        steps.apply(planned, ctx.log)
+                planned += _retrunk(view, vm, nic, changed["VLAN_TAGGED_ID"], ctx.log)
+        return planned
+
+    change_links(ctx.log, names + ([old_phydev] if old_phydev else []), plan)
 
 
-def _retrunk(vm, nic, old_text, log):
+def _retrunk(view, vm, nic, old_text, log):
     old = old_vlan_ranges(old_text, "VNET_UPDATE VLAN_TAGGED_ID")
     new = nic.tagged_vlans()
     ports = [nic.phydev] if nic.phydev else []
     tap = vm.tap_name(nic)
-    if sysfs.master(tap) == nic.bridge and port_owner.own_tap(vm, nic, tap, log):
+    if view.master(tap) == nic.bridge and port_owner.own_tap(vm, nic, tap, log):
         ports.insert(0, tap)
     remove = [v for v in old if v not in new]
-    return linux_bridge.plan_trunk(nic.bridge, ports, new, remove)
+    return linux_bridge.plan_trunk(view, nic.bridge, ports, new, remove)
 
 
 ACTIONS = action_table(pre, post, clean, succeed, update_nic)

@@ -5,13 +5,7 @@ filters, then the security groups, exactly as fw; ``clean`` removes device and
 bridge together when no guest is left, then the NIC's rules.
 """
 
-from vnmlib.linux import vlan_bridge
-from vnmlib.linux.vlan_link import vlan_spec
 from vnmlib.drivers import vlan_backed
-
-
-class VlanNeed(vlan_bridge.VlanBridgeNeed):
-    make_spec = staticmethod(vlan_spec)
-
+from vnmlib.linux.vlan_bridge import VlanNeed
 
 ACTIONS = vlan_backed.actions(VlanNeed, vlan_filters=True)

@@ -1,8 +1,9 @@
 """The actions of the VLAN-backed drivers (802.1Q, vxlan): one set, two device kinds.
 
-They differ in the device spec (the driver's :class:`~vnmlib.linux.vlan_bridge.VlanBridgeNeed`)
-and in whether the network has bridge VLAN filters (802.1Q: QinQ ``CVLANS`` and
-``VLAN_TAGGED_ID`` trunks; vxlan: none, reference §2.5).
+They differ in the device (the need: :class:`~vnmlib.linux.vlan_bridge.VlanNeed`
+or :class:`~vnmlib.linux.vlan_bridge.VxlanNeed`) and in whether the network has
+bridge VLAN filters (802.1Q: QinQ ``CVLANS`` and ``VLAN_TAGGED_ID`` trunks;
+vxlan: none, reference §2.5).
 """
 
 from vnmlib.linux import vlan_bridge

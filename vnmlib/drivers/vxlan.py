@@ -6,17 +6,7 @@ mode (``VXLAN_MODE=evpn``) leaves flooding and learning to the control plane
 address>``. Security groups as fw; no bridge VLAN filters.
 """
 
-from vnmlib.linux import vlan_bridge
-from vnmlib.linux.vlan_link import phydev_addresses, vxlan_spec
 from vnmlib.drivers import vlan_backed
-
-
-def _spec(nic, conf):
-    return vxlan_spec(nic, conf, phydev_addresses(nic))
-
-
-class VxlanNeed(vlan_bridge.VlanBridgeNeed):
-    make_spec = staticmethod(_spec)
-
+from vnmlib.linux.vlan_bridge import VxlanNeed
 
 ACTIONS = vlan_backed.actions(VxlanNeed, vlan_filters=False)

@@ -1,18 +1,21 @@
 """Linux bridges for VM NICs: create, attach uplinks, trunk VLANs, release.
 
 Shared by every Linux-bridge driver (bridge, fw, 802.1Q, vxlan, elastic). The
-planners here read the kernel through :mod:`vnmlib.host.sysfs` and return
-:mod:`vnmlib.host.steps`; callers hold the :class:`vnmlib.host.locks.LinkLocks` of every
-link they name, so what was read stays true until the steps are applied.
+planners here read the host only through a view (:mod:`vnmlib.host.view`: the
+live links, or a made-up host in unit tests) and return
+:mod:`vnmlib.host.steps`; the actions run them through
+:func:`vnmlib.host.change.change_links`, which builds the view under the
+:class:`~vnmlib.host.locks.LinkLocks` of every link they name, so what was read
+stays true until the steps are applied.
 """
 
-from vnmlib.host import port_owner, steps, sysfs
-from vnmlib.model.bridge_options import bridge_options, sysfs_name
 from vnmlib.errors import VnmError
-from vnmlib.host.locks import BridgeUsers, LinkLocks, nic_user
+from vnmlib.host import port_owner, steps
+from vnmlib.host.change import change_links
+from vnmlib.host.locks import BridgeUsers, nic_user
+from vnmlib.model.bridge_options import bridge_options, sysfs_name
 from vnmlib.model.naming import vlan_device_name
 from vnmlib.model.nic_need import NicNeed
-from vnmlib.host.view import LinkView
 
 
 class BridgeNeed(NicNeed):
@@ -53,14 +56,14 @@ def plan_bridge(view, need):
         return [steps.CreateBridge(name, need.options, need.nic.label),
                 steps.Ipv6Quiet(name, need.nic.label), steps.LinkUp(name)]
     if not view.is_bridge(name):
-        kind = sysfs.link_kind(name) or "non-bridge"
+        kind = view.link_kind(name) or "non-bridge"
         raise VnmError(f"{need.nic.label}: BRIDGE {name} exists but is a {kind} device, not a bridge")
     for option, wanted in need.options.items():
-        have = sysfs.bridge_option(name, sysfs_name(option))
+        have = view.bridge_option(name, sysfs_name(option))
         if have != wanted:
             raise VnmError(f"{need.nic.label}: bridge {name} exists with {option}={have}, "
                            f"but the configuration asks for {option}={wanted}")
-    return [] if sysfs.is_up(name) else [steps.LinkUp(name)]
+    return [] if view.is_up(name) else [steps.LinkUp(name)]
 
 
 def plan_uplink(view, port, bridge, label):
@@ -90,12 +93,12 @@ def plan_attach(view, needs):
     return planned
 
 
-def plan_release(bridge, needs, users_left):
+def plan_release(view, bridge, needs, users_left):
     """Steps for ``clean``: delete the bridge and its own devices when nobody uses it."""
-    if any(need.keep_empty for need in needs) or not sysfs.is_bridge(bridge):
+    if any(need.keep_empty for need in needs) or not view.is_bridge(bridge):
         return []
     non_guests = set().union(*(need.non_guests() for need in needs))
-    ports = set(sysfs.bridge_ports(bridge))
+    ports = set(view.bridge_ports(bridge))
     if users_left or ports - non_guests:
         return []
     # only devices still in this bridge: a same-named device elsewhere is not ours
@@ -110,9 +113,8 @@ def attach(ctx, nics, need_type=BridgeNeed):
     if not needs:
         return
     records = [(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id)) for need in needs]
-    with LinkLocks([name for need in needs for name in need.link_names()]):
-        with BridgeUsers().recorded(records):
-            steps.apply(plan_attach(LinkView(), needs), ctx.log)
+    change_links(ctx.log, [name for need in needs for name in need.link_names()],
+                 lambda view: plan_attach(view, needs), users=records)
 
 
 def release(ctx, nics, need_type=BridgeNeed):
@@ -126,40 +128,44 @@ def release(ctx, nics, need_type=BridgeNeed):
     # the uplinks too: deleting a bridge releases them, which a concurrent
     # pre of another bridge wanting the same uplink must not see half-way
     names = [name for need in needs for name in need.link_names()]
-    with LinkLocks(names):
+
+    def plan(view):
+        # the records go under the lock, right before the decision they feed
         users = BridgeUsers()
         planned = []
         for bridge, bridge_needs in by_bridge.items():
             for need in bridge_needs:
                 users.remove(bridge, nic_user(need.nic.vm_id, need.nic.nic_id))
-            planned += plan_release(bridge, bridge_needs, users.users(bridge))
-        steps.apply(planned, ctx.log)
+            planned += plan_release(view, bridge, bridge_needs, users.users(bridge))
+        return planned
+
+    change_links(ctx.log, names, plan)
 
 
-def plan_trunk(bridge, ports, vids, remove=()):
+def plan_trunk(view, bridge, ports, vids, remove=()):
     """VLAN trunking on a bridge: filtering on, ``vids`` allowed on each port."""
-    if not sysfs.is_bridge(bridge):
+    if not view.is_bridge(bridge):
         raise VnmError(f"bridge {bridge} does not exist on this host")
     planned = []
     for port in ports:
         if remove:
             planned.append(steps.VlanDel(port, remove))
     if vids:
-        if not sysfs.bridge_option(bridge, "vlan_filtering"):
+        if not view.bridge_option(bridge, "vlan_filtering"):
             planned.append(steps.SetBridgeOptions(bridge, {"vlan_filtering": 1},
                                                   feature="bridge VLAN filtering"))
         planned += [steps.VlanAdd(port, vids) for port in ports]
     return planned
 
 
-def require_tap(vm, nic, bridge, uplinks=()):
+def require_tap(view, vm, nic, bridge, uplinks=()):
     """The NIC's tap, which ``post`` expects the hypervisor to have put on ``bridge``;
     never a port that is provably not the NIC's (TARGET is the user's: issue 23.4)."""
     tap = vm.tap_name(nic)
-    if not sysfs.exists(tap):
+    if not view.exists(tap):
         raise VnmError(f"{nic.label}: tap {tap} does not exist; post runs after the "
                        "hypervisor has created it")
-    if sysfs.master(tap) != bridge:
+    if view.master(tap) != bridge:
         raise VnmError(f"{nic.label}: tap {tap} is not a port of bridge {bridge}")
     port_owner.refuse_foreign_tap(vm, nic, tap, uplinks)
     return tap

@@ -8,27 +8,28 @@ The bridge part (creation, options, users, the guests rule) is
 the existing one is the right one, enslave it, delete it with its bridge,
 re-create it or change its MTU on ``update_nic``, and the 802.1Q bridge VLAN
 filters (QinQ ``CVLANS``, ``VLAN_TAGGED_ID`` trunks).
+
+The planners read the host through a view (:mod:`vnmlib.host.view`), a device's
+VLAN ID or VNI, lower device and MTU included.
 """
 
-from vnmlib.host.view import LinkView
-from vnmlib.linux import bridge as linux_bridge, vlan_link
-from vnmlib.host import port_owner, steps, sysfs
-from vnmlib.model.config import is_true
 from vnmlib.errors import InputError, VnmError
-from vnmlib.host.locks import LinkLocks
+from vnmlib.host import port_owner, steps
+from vnmlib.host.change import change_links
+from vnmlib.host.netlink import VLAN_INFO_PVID, VLAN_INFO_UNTAGGED
+from vnmlib.linux import bridge as linux_bridge, vlan_link
+from vnmlib.model.config import is_true
 from vnmlib.model.naming import checked_vlan_device_name, old_vlan_ranges, parse_vlan_ranges
-from vnmlib.host.netlink import VLAN_INFO_PVID, VLAN_INFO_UNTAGGED, reader
 
 
 class VlanBridgeNeed(linux_bridge.BridgeNeed):
     """A NIC's bridge plus its ``<PHYDEV>.<VLAN_ID>`` device.
 
-    ``make_spec(nic, conf)`` builds the device's :class:`~vnmlib.linux.vlan_link.DeviceSpec`;
-    it runs on first use of :attr:`spec`, so ``clean`` never fails on a
-    setting it does not need.
+    Each kind of device is a subclass (:class:`VlanNeed`, :class:`VxlanNeed`)
+    that builds its :class:`~vnmlib.linux.vlan_link.DeviceSpec` in
+    :meth:`build_spec`; it runs on first use of :attr:`spec`, so ``clean``
+    never fails on a setting it does not need.
     """
-
-    make_spec = None  # set by each driver's subclass
 
     def __init__(self, nic, conf):
         super().__init__(nic, conf)
@@ -37,7 +38,7 @@ class VlanBridgeNeed(linux_bridge.BridgeNeed):
     @property
     def spec(self):
         if self._spec is None:
-            self._spec = type(self).make_spec(self.nic, self.conf)
+            self._spec = self.build_spec()
         return self._spec
 
     @property
@@ -58,22 +59,36 @@ class VlanBridgeNeed(linux_bridge.BridgeNeed):
         return [self.device]
 
 
+class VlanNeed(VlanBridgeNeed):
+    """802.1Q: the uplink is the VLAN device ``<PHYDEV>.<VLAN_ID>``."""
+
+    def build_spec(self):
+        return vlan_link.vlan_spec(self.nic, self.conf)
+
+
+class VxlanNeed(VlanBridgeNeed):
+    """vxlan: the uplink is the VXLAN device ``<PHYDEV>.<VLAN_ID>`` (VNI = VLAN_ID)."""
+
+    def build_spec(self):
+        return vlan_link.vxlan_spec(self.nic, self.conf, vlan_link.phydev_addresses(self.nic))
+
+
 def plan_device(view, need):
     """Steps to make ``need.spec`` exist, be up and be a port of ``need.bridge``."""
     planned = vlan_link.plan_device_link(view, need.spec)
     planned += linux_bridge.plan_enslave(view, need.spec.name, need.bridge, need.nic.label)
     if is_true(need.conf.get("validate_vlan_id")):
-        _validate_vlan_id(need)
+        _validate_vlan_id(view, need)
     return planned
 
 
-def _validate_vlan_id(need):
+def _validate_vlan_id(view, need):
     """``validate_vlan_id``: no other VLAN/VNI may already be in the bridge (reference §2.4)."""
     spec = need.spec
-    for port in sysfs.bridge_ports(need.bridge):
-        if port == spec.name or sysfs.link_kind(port) not in ("vlan", "vxlan"):
+    for port in view.bridge_ports(need.bridge):
+        if port == spec.name or view.link_kind(port) not in ("vlan", "vxlan"):
             continue
-        link = reader.link(port)
+        link = view.link(port)
         if link is not None and (link.kind, link.data.get("id")) != (spec.kind, spec.vlan_id):
             raise VnmError(f"{need.nic.label}: bridge {need.bridge} already has {port} "
                            f"({link.kind} id {link.data.get('id')}), not {spec.kind} id "
@@ -114,7 +129,7 @@ def vlan_filters(nic):
     return s_vlan, vids
 
 
-def plan_filters(bridge, ports, s_vlan, vids, enabling):
+def plan_filters(view, bridge, ports, s_vlan, vids, enabling):
     """Filters for ``ports`` = [(port, VIDs to remove first)] of ``bridge``.
 
     ``enabling`` collects the bridges this action already turns filtering on for.
@@ -126,7 +141,7 @@ def plan_filters(bridge, ports, s_vlan, vids, enabling):
         if vids:
             planned.append(steps.VlanAdd(port, vids))
     wants = s_vlan is not None or vids
-    if wants and bridge not in enabling and not sysfs.bridge_option(bridge, "vlan_filtering"):
+    if wants and bridge not in enabling and not view.bridge_option(bridge, "vlan_filtering"):
         enabling.add(bridge)
         # after the VIDs: the ports carry their VLANs from the moment filtering starts
         planned.append(steps.SetBridgeOptions(bridge, {"vlan_filtering": 1},
@@ -144,16 +159,21 @@ def post_filters(ctx, need_type):
             wanted.append((need_type(nic, ctx.conf), s_vlan, vids))
     if not wanted:
         return
-    with LinkLocks([name for need, _, _ in wanted for name in need.link_names()]):
-        planned, enabling = [], set()
-        for need, s_vlan, vids in wanted:
-            tap = linux_bridge.require_tap(vm, need.nic, need.bridge, [need.device])
-            if sysfs.master(need.device) != need.bridge:
-                raise VnmError(f"{need.nic.label}: {need.device} is not a port of {need.bridge}; "
-                               "pre must run before post")
-            ports = [(tap, ()), (need.device, ())]
-            planned += plan_filters(need.bridge, ports, s_vlan, vids, enabling)
-        steps.apply(planned, ctx.log)
+    change_links(ctx.log, [name for need, _, _ in wanted for name in need.link_names()],
+                 lambda view: plan_post_filters(view, vm, wanted))
+
+
+def plan_post_filters(view, vm, wanted):
+    """Filters for ``wanted`` = [(need, S-VLAN, VIDs)] on each NIC's tap and device."""
+    planned, enabling = [], set()
+    for need, s_vlan, vids in wanted:
+        tap = linux_bridge.require_tap(view, vm, need.nic, need.bridge, [need.device])
+        if view.master(need.device) != need.bridge:
+            raise VnmError(f"{need.nic.label}: {need.device} is not a port of {need.bridge}; "
+                           "pre must run before post")
+        ports = [(tap, ()), (need.device, ())]
+        planned += plan_filters(view, need.bridge, ports, s_vlan, vids, enabling)
+    return planned
 
 
 # -- update_nic ------------------------------------------------------------------
@@ -179,14 +199,16 @@ def update(ctx, need_type, filters=False):
         need.spec  # validate the new values before anything changes
     olds = [_old_device(need.nic, changed) for need in needs]
     names = [n for need in needs for n in need.link_names()] + [o for o in olds if o]
-    with LinkLocks(names):
-        view = LinkView()
+
+    def plan(view):
         planned, enabling = [], set()
         for need, old in zip(needs, olds):
             planned += _plan_update(view, need, old, recreate)
             if refilter:
-                planned += _plan_refilter(vm, need, changed, recreate, enabling, ctx.log)
-        steps.apply(planned, ctx.log)
+                planned += _plan_refilter(view, vm, need, changed, recreate, enabling, ctx.log)
+        return planned
+
+    change_links(ctx.log, names, plan)
 
 
 def _old_device(nic, changed):
@@ -209,13 +231,13 @@ def _plan_update(view, need, old, recreate):
             view.planned_masters[old] = None
     if recreate:
         return planned + plan_device(view, need)
-    link = reader.link(spec.name)
+    link = view.link(spec.name)
     if link is not None and link.mtu != spec.mtu:
         planned.append(steps.SetMtu(spec.name, spec.mtu, need.nic.label))
     return planned
 
 
-def _plan_refilter(vm, need, changed, recreate, enabling, log):
+def _plan_refilter(view, vm, need, changed, recreate, enabling, log):
     nic = need.nic
     s_vlan, vids = vlan_filters(nic)
     old_s = _old_int(changed, "VLAN_ID", nic.vlan_id)
@@ -225,11 +247,11 @@ def _plan_refilter(vm, need, changed, recreate, enabling, log):
     new_all = set(vids) | ({s_vlan} if s_vlan is not None else set())
     remove = sorted(old_all - new_all)
     tap = vm.tap_name(nic)
-    ports = ([(tap, remove)] if sysfs.master(tap) == need.bridge
+    ports = ([(tap, remove)] if view.master(tap) == need.bridge
              and port_owner.own_tap(vm, nic, tap, log, [need.device]) else [])
     # a re-created device starts with no filters: nothing to remove from it
     ports.append((need.device, () if recreate else remove))
-    return plan_filters(need.bridge, ports, s_vlan, vids, enabling)
+    return plan_filters(view, need.bridge, ports, s_vlan, vids, enabling)
 
 
 def _old_int(changed, key, current):

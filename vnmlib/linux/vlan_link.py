@@ -14,18 +14,18 @@ attributes here; an unknown key is an error, not silently dropped.
 
 import _socket
 
-from vnmlib.host import steps
-from vnmlib.model.config import merge_options, nic_conf
 from vnmlib.errors import InputError, VnmError
-from vnmlib.model.naming import checked_vlan_device_name
+from vnmlib.host import steps
 from vnmlib.host.netlink import reader
+from vnmlib.model.bridge_options import VLAN_PROTOCOLS
+from vnmlib.model.config import merge_options, nic_conf
+from vnmlib.model.naming import checked_vlan_device_name
 
 # 802.1Q: VIDs 0 and 4095 are reserved by the standard. VXLAN: 24-bit VNI.
 VLAN_ID_RANGE = (1, 4094)
 VNI_RANGE = (1, 16777215)
 MTU_RANGE = (68, 65535)  # 68: the IPv4 minimum (RFC 791); 65535: IFLA_MTU's practical cap
 
-VLAN_PROTOCOLS = {"802.1q": 0x8100, "802.1ad": 0x88A8}
 # VLAN_FLAG_* of <linux/if_vlan.h>, as ip-link names them
 VLAN_FLAG_BITS = {"reorder_hdr": 0x1, "gvrp": 0x2, "loose_binding": 0x4, "mvrp": 0x8,
                   "bridge_binding": 0x10}
@@ -281,7 +281,7 @@ def phydev_addresses(nic):
 def plan_device_link(view, spec):
     """Steps to make the device ``spec`` exist and be up (or to check the existing one is it)."""
     label = spec.label
-    phy = reader.link(spec.phydev)
+    phy = view.link(spec.phydev)
     if phy is None:
         raise VnmError(f"{label}: PHYDEV {spec.phydev} does not exist on this host")
     if spec.kind == "vlan" and phy.mtu is not None and spec.mtu > phy.mtu:
@@ -290,7 +290,7 @@ def plan_device_link(view, spec):
                        f"{phy.mtu} of PHYDEV {spec.phydev}")
     planned = []
     if spec.name not in view.planned_devices:  # else: another NIC of this action makes it
-        existing = reader.link(spec.name)
+        existing = view.link(spec.name)
         if existing is None:
             view.planned_devices.add(spec.name)
             planned += [steps.CreateLink(spec), steps.Ipv6Quiet(spec.name, label),

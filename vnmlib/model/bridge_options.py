@@ -40,7 +40,8 @@ BRCTL_OPTIONS = {
 }
 
 _BOOLEANS = {"on": 1, "yes": 1, "true": 1, "off": 0, "no": 0, "false": 0}
-_VLAN_PROTOCOLS = {"802.1q": 0x8100, "802.1ad": 0x88A8}
+# 802.1Q tag protocols by name (bridges' vlan_protocol, VLAN devices' protocol)
+VLAN_PROTOCOLS = {"802.1q": 0x8100, "802.1ad": 0x88A8}
 
 
 def _number(option, value, factor, what):
@@ -50,8 +51,8 @@ def _number(option, value, factor, what):
         raise InputError(f"{what}: bridge option {option} needs a value")
     text = str(value).strip().lower()
     if option == "vlan_protocol":
-        if text in _VLAN_PROTOCOLS:
-            return _VLAN_PROTOCOLS[text]
+        if text in VLAN_PROTOCOLS:
+            return VLAN_PROTOCOLS[text]
         raise InputError(f"{what}: vlan_protocol {value!r} is not 802.1Q or 802.1ad")
     if text in _BOOLEANS:
         return _BOOLEANS[text]
