@@ -27,7 +27,7 @@ from common import PYTHON, REPO, header, latency_main, row, script, series
 
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from helpers import b64, bridge_nic, rules_xml, vm_xml  # noqa: E402
+from support.oned_input import b64, bridge_nic, rules_xml, vm_xml  # noqa: E402
 
 from vnmlib.host.netlink import conntrack
 

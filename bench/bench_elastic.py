@@ -23,8 +23,8 @@ import tempfile
 from common import PYTHON, REPO, check_budgets, header, latency_main, row, series
 
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from helpers import copy_tree  # noqa: E402
-from sshd import Sshd  # noqa: E402
+from support.remotes import copy_tree  # noqa: E402
+from support.sshd import Sshd  # noqa: E402
 
 SHARED = os.environ.get("VNM_SHARED") or os.path.join(os.path.dirname(REPO), "shared")
 FIXTURE = os.path.join(SHARED, "fixtures", "opennebula", "vm10_vnm_reduced.b64")

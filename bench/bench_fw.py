@@ -84,7 +84,7 @@ def measure(runs, nics, workdir):
                    os.path.join(legacy_bin, tool))
     iptc_tree = os.path.join(workdir, "remotes", "vnm")
     sys.path.insert(0, os.path.join(REPO, "tests"))
-    from helpers import copy_tree
+    from support.remotes import copy_tree
 
     with open(os.path.join(REPO, "etc", "vnm", "OpenNebulaNetwork.conf"), encoding="utf-8") as f:
         copy_tree(os.path.dirname(iptc_tree),

@@ -26,8 +26,9 @@ import tempfile
 from common import PYTHON, REPO, check_budgets, header, latency_main, row, script, series
 
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from helpers import SHARED, copy_tree  # noqa: E402
-from ovs import Ovs  # noqa: E402
+from support.ovs import Ovs  # noqa: E402
+from support.paths import SHARED  # noqa: E402
+from support.remotes import copy_tree  # noqa: E402
 
 VM9 = open(os.path.join(SHARED, "fixtures", "opennebula", "vm9_vnm_reduced.b64"), "rb").read()
 TRACE = os.path.join(SHARED, "golden", "C", "02-post-ovswitch.cmds")

@@ -28,7 +28,7 @@ import time
 from common import PYTHON, REPO, in_namespace, save, script, series
 
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from helpers import b64, bridge_nic, vm_xml  # noqa: E402
+from support.oned_input import b64, bridge_nic, vm_xml  # noqa: E402
 
 VMS = {"a": (60, "10.60.0.60"), "b": (61, "10.60.0.61")}
 ROUNDS = 3

@@ -3,10 +3,12 @@ import sys
 
 import pytest
 
+# tests/ for the support package, the checkout for the vnmlib under test
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from helpers import FIXTURES, Namespace  # noqa: E402
+from support.namespaces import Namespace  # noqa: E402
+from support.paths import FIXTURES  # noqa: E402
 
 
 def pytest_configure(config):

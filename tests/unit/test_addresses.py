@@ -8,7 +8,8 @@ the input text can reach a restore, ipset or OpenFlow script.
 import ipaddress
 
 import pytest
-from helpers import b64, bridge_nic, vm_xml
+
+from support.oned_input import b64, bridge_nic, vm_xml
 
 from vnmlib.model.addresses import parse_address
 from vnmlib.elastic import hostops

@@ -7,7 +7,8 @@ Pure: typed rules and hand-made entries in, verdicts out. The kernel side
 import ipaddress
 
 import pytest
-from helpers import b64, bridge_nic, rules_xml, vm_xml
+
+from support.oned_input import b64, bridge_nic, rules_xml, vm_xml
 
 from vnmlib.firewall import conntrack_cut
 from vnmlib.firewall.conntrack_cut import admitted, doomed, flow_of, targets

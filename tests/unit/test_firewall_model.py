@@ -3,9 +3,10 @@ layout against the reference's traces, and transaction planning."""
 
 import ipaddress
 
-import golden
 import pytest
-from helpers import fixture_bytes
+
+from support import golden
+from support.paths import fixture_bytes
 
 from vnmlib.model.config import DEFAULTS
 from vnmlib.errors import InputError

@@ -2,7 +2,8 @@ import os
 
 import pytest
 
-from helpers import REPO, b64, bridge_nic, vm_xml
+from support.oned_input import b64, bridge_nic, vm_xml
+from support.paths import REPO
 from vnmlib.model import config
 from vnmlib.model.bridge_options import bridge_options
 from vnmlib.errors import InputError

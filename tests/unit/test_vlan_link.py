@@ -4,7 +4,8 @@ import socket
 
 import pytest
 
-from helpers import b64, bridge_nic, fixture_bytes, vm_xml
+from support.oned_input import b64, bridge_nic, vm_xml
+from support.paths import fixture_bytes
 from vnmlib.model import config
 from vnmlib.errors import InputError
 from vnmlib.host.netlink.reader import Link
