@@ -4,7 +4,7 @@
     sudo /usr/bin/python3 bench/bench_ovs.py [-n RUNS]
 
 Runs in a throwaway network namespace with its own ovsdb-server and
-ovs-vswitchd (userspace datapath, as the tests: tests/ovs.py). Medians
+ovs-vswitchd (userspace datapath, as the tests: tests/support/ovs.py). Medians
 (p10-p90) of RUNS executions of the real scripts with Debian's /usr/bin/python3,
 for vm9 of the fixtures (golden trace C): NIC 0 with MAC/IP anti-spoofing and
 an alias (19 flows), NIC 1 with QinQ. Ratios to ``python3 -c pass`` and, for
@@ -39,7 +39,7 @@ READ = ["ovs-vsctl", "--format=json", "--data=json", "--", "--columns=name,ports
 VIA_VSCTL = ("import json, subprocess\n"
              f"out = subprocess.run({READ!r}, capture_output=True, text=True, check=True)\n"
              "[json.loads(line) for line in out.stdout.splitlines()]")
-VIA_SOCKET = ("import sys; sys.path.insert(0, {repo!r}); from vnmlib import ovsdb\n"
+VIA_SOCKET = ("import sys; sys.path.insert(0, {repo!r}); from vnmlib.ovs import ovsdb\n"
               "with ovsdb.Connection(10) as db: db.select({{'Bridge': ['name', 'ports'], "
               "'Port': ['_uuid', 'name', 'tag'], 'Interface': ['name', 'ofport']}})")
 

@@ -1,7 +1,8 @@
 """Which conntrack entries a NIC's new rules no longer admit (vnmlib/firewall/conntrack_cut.py).
 
 Pure: typed rules and hand-made entries in, verdicts out. The kernel side
-(dump, delete, real traffic) is tests/functional/test_conntrack_*.py.
+(dump, delete, real traffic) is tests/functional/netlink/test_conntrack_netlink.py and
+tests/functional/firewall/test_fw_conntrack_cut.py.
 """
 
 import ipaddress

@@ -1,5 +1,5 @@
 """The wire guard's nftables text (vnmlib/firewall/l2guard.py); its effect is tested with
-real frames in tests/functional/test_wire_isolation.py."""
+real frames in tests/functional/firewall/test_wire_isolation.py."""
 
 import ipaddress
 

@@ -4,7 +4,7 @@ One ``IPRoute`` per action, opened on the first change: importing pyroute2
 alone costs ~0.12 s, so actions with nothing to change never pay it.
 Kernel errnos are translated here, once, into one-line ``VnmError`` messages.
 
-Supported pyroute2: 0.7 (Debian 12) to 0.9 (PyPI); ``tests/unit/test_pyroute2_contract.py``
+Supported pyroute2: 0.7 (Debian 12) to 0.9 (PyPI); ``tests/functional/netlink/test_pyroute2_contract.py``
 pins the calls and error codes relied on.
 """
 

@@ -6,7 +6,7 @@ of the NIC's addresses and deletes some. pyroute2 speaks ctnetlink too, but
 importing it costs ~100 ms, more than a warm ``update_sg``'s whole budget; the
 messages are small, so they are spoken here (layouts of <linux/netlink.h>,
 <linux/netfilter/nfnetlink.h> and <linux/netfilter/nfnetlink_conntrack.h>).
-``tests/functional/test_conntrack_netlink.py`` checks them against the
+``tests/functional/netlink/test_conntrack_netlink.py`` checks them against the
 ``conntrack`` tool (``-L``, ``-I``).
 """
 

@@ -6,7 +6,7 @@ drivers must still check that ``<PHYDEV>.<VLAN_ID>`` is the device it should
 be (kind, ID, lower device, group…) before saying "nothing to do". sysfs tells
 the kind but not the VLAN ID or VNI. One RTM_GETLINK request answers it in well
 under a millisecond. Everything that *changes* the kernel still goes through
-pyroute2 (:class:`vnmlib.host.netlink.Netlink`); ``tests/unit/test_netlink_reader.py``
+pyroute2 (:class:`vnmlib.host.netlink.Netlink`); ``tests/functional/netlink/test_netlink_reader.py``
 checks these answers against ``ip -d -j link`` / ``ip -j addr``.
 
 Message layouts are those of <linux/netlink.h>, <linux/rtnetlink.h>,

@@ -4,7 +4,7 @@ The elastic driver's host side (``remote_post``/``remote_clean``) has a budget
 of 0.15 s, and importing pyroute2 alone takes ~0.15 s with a hypervisor's
 Debian python3. Its work is three small kinds of objects, so it speaks the
 messages itself (layouts of <linux/rtnetlink.h>, <linux/neighbour.h>,
-<linux/if_addr.h>); ``tests/functional/test_netlink_routing.py`` checks them against
+<linux/if_addr.h>); ``tests/functional/netlink/test_netlink_routing.py`` checks them against
 ``ip -j route`` / ``ip -j neigh show proxy`` / ``ip -j addr``. Links stay with
 pyroute2 (:class:`vnmlib.host.netlink.Netlink`).
 """
