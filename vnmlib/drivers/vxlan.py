@@ -2,7 +2,7 @@
 
 VNI = VLAN_ID. Multicast mode joins group ``vxlan_mc`` + VNI on PHYDEV; EVPN
 mode (``VXLAN_MODE=evpn``) leaves flooding and learning to the control plane
-(FRR: see README) with the TEP given as ``dev PHYDEV`` or ``local <PHYDEV's
+(FRR: see docs/drivers/vxlan.md) with the TEP given as ``dev PHYDEV`` or ``local <PHYDEV's
 address>``. Security groups as fw; no bridge VLAN filters.
 """
 
