@@ -1,13 +1,16 @@
 """The pure parts of the OVS drivers: flows, port columns, bridge columns, OVSDB values."""
 
-import golden_ovs
 import pytest
-from helpers import b64, fixture_bytes, vm_xml
+
+from support import golden_ovs
+from support.oned_input import b64, vm_xml
+from support.paths import fixture_bytes
 
 from vnmlib.ovs import flows as ovs_flows, ovsdb
 from vnmlib.model.config import DEFAULTS
 from vnmlib.errors import InputError
-from vnmlib.ovs.switch import bridge_options, port_columns
+from vnmlib.ovs.need import bridge_options
+from vnmlib.ovs.port_settings import port_columns
 from vnmlib.model.template import parse_vm
 
 VM9 = parse_vm(fixture_bytes("vm9_vnm_reduced.b64"))
@@ -164,7 +167,8 @@ def _state(port, port_ids=None, iface_ids=None, kind=""):
     ("one-7-1", {"vnm-vm": "x7", "vnm-nic": "1"}, {}, "", None),            # no mark: by name
 ])
 def test_foreign_port(tap, port_ids, iface_ids, kind, want):
-    from vnmlib.ovs.switch import OvsNeed, foreign_port
+    from vnmlib.ovs.need import OvsNeed
+    from vnmlib.ovs.port_ownership import foreign_port
 
     vm = parse_vm(b64(vm_xml(7, [{"NIC_ID": 1, "BRIDGE": "ovsbr0", "PHYDEV": "uplink0",
                                   "VN_MAD": "ovswitch", "MAC": "02:00:0a:00:00:01"}])))
@@ -174,7 +178,7 @@ def test_foreign_port(tap, port_ids, iface_ids, kind, want):
 
 
 def test_post_marks_the_port_it_configures():
-    from vnmlib.ovs.switch import port_commands
+    from vnmlib.ovs.port_settings import port_commands
 
     commands = port_commands(nic(NIC_ID=3), "vnet9")
     assert commands[1][:3] == ["set", "Port", "vnet9"]

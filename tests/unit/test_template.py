@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from helpers import FIXTURES, b64, bridge_nic, fixture_bytes, vm_xml
+from support.oned_input import b64, bridge_nic, vm_xml
+from support.paths import FIXTURES, fixture_bytes
 from vnmlib.errors import InputError
 from vnmlib.model.limits import MAX_STDIN_BYTES
 from vnmlib.model.template import decode_base64, parse_vm, parse_vnet
@@ -107,6 +108,44 @@ def test_driver_selection_and_alias_filtering_by_parent():
     assert [n.nic_id for n in vm.driver_nics("fw")] == [1]
     assert [a.get("IP") for a in vm.driver_aliases("fw")] == ["10.0.1.6"]
     assert vm.driver_aliases("vxlan") == []  # the reference leaked it to vxlan (§5.4)
+
+
+def _aliased_vm():
+    """NIC 0 (bridge) with aliases 2 and 3, NIC 1 (fw) with alias 4."""
+    def alias(nic_id, parent, **extra):
+        return {"_tag": "NIC_ALIAS", "NIC_ID": nic_id, "PARENT_ID": parent,
+                "IP": f"10.0.0.{nic_id}", **extra}
+
+    return parse_vm(b64(vm_xml(3, [bridge_nic(3, 0, "br0"), bridge_nic(3, 1, "br1", VN_MAD="fw"),
+                                   alias(2, 0), alias(3, 0, ATTACH="YES"), alias(4, 1)])))
+
+
+def test_aliases_of_a_nic_by_parent_id():
+    vm = _aliased_vm()
+    nic0, nic1 = vm.nics
+    assert [a.nic_id for a in vm.aliases_of(nic0)] == [2, 3]
+    assert [a.nic_id for a in vm.aliases_of(nic1)] == [4]
+    leaving = vm.hotplugged()  # a detached alias is not one of them any more
+    assert [a.nic_id for a in vm.aliases_of(nic0, leaving=leaving)] == [2]
+    assert [a.nic_id for a in vm.aliases_of(nic0, driver="bridge")] == [2, 3]
+    assert vm.aliases_of(nic0, driver="fw") == []  # NIC 0 is not the fw driver's
+
+
+def test_aliases_of_checks_the_drivers_aliases():
+    vm = parse_vm(b64(vm_xml(3, [bridge_nic(3, 0, "br0"),
+                                 {"_tag": "NIC_ALIAS", "NIC_ID": 1, "PARENT_ID": 0,
+                                  "IP": "10.0.0.300"}])))
+    assert [a.nic_id for a in vm.aliases_of(vm.nics[0])] == [1]  # no driver: not typed
+    with pytest.raises(InputError, match="NIC_ALIAS 1: IP"):
+        vm.aliases_of(vm.nics[0], driver="bridge")
+
+
+def test_alias_parent_is_a_nic_of_the_driver():
+    vm = _aliased_vm()
+    by_id = {a.nic_id: a for a in vm.aliases}
+    assert vm.alias_parent(by_id[3], "bridge") is vm.nics[0]
+    assert vm.alias_parent(by_id[4], "fw") is vm.nics[1]
+    assert vm.alias_parent(by_id[4], "bridge") is None  # its parent is another driver's
 
 
 def test_hotplug_scope():

@@ -234,7 +234,8 @@ class _Applier:
         """Delete a bridge if, under its lock and its ports' locks, nothing uses it."""
         from vnmlib.ovs import tools as ovs
         from vnmlib.host import steps
-        from vnmlib.host.locks import BridgeUsers, LinkLocks
+        from vnmlib.host.change import change_links
+        from vnmlib.host.locks import BridgeUsers
 
         def ports_now():
             """{port: kind} of the bridge now; None when it is gone."""
@@ -250,15 +251,11 @@ class _Applier:
                 names = {name for name, (_, master) in links.items() if master == bridge}
             return {name: links.get(name, ("", None))[0] for name in names}
 
-        seen = ports_now()
-        if seen is None:
-            return
-        # the uplinks too: deleting the bridge releases them, as clean does
-        with LinkLocks([bridge, *seen]):
-            ports = ports_now()
+        def plan(ports):
+            """Asked again under the locks: the deletion, or [] when the bridge is in use."""
             users = BridgeUsers().users(bridge)
             if ports is None:
-                return
+                return []
             if users:
                 self.kept("bridge", bridge, f"in use by {', '.join(sorted(users))} (records)")
             elif set(ports) - set(seen):
@@ -267,9 +264,17 @@ class _Applier:
             elif _guests(ports):
                 self.kept("bridge", bridge, f"guest ports {', '.join(_guests(ports))}")
             elif is_ovs:
-                ovs.vsctl([["--if-exists", "del-br", bridge]], f"bridge {bridge}")
+                return [ovs.Transaction([["--if-exists", "del-br", bridge]],
+                                        f"delete bridge {bridge}", origin=f"bridge {bridge}")]
             else:
-                steps.apply([steps.DeleteLink(bridge)], self.log)
+                return [steps.DeleteLink(bridge)]
+            return []
+
+        seen = ports_now()
+        if seen is None:
+            return
+        # the uplinks too: deleting the bridge releases them, as clean does
+        change_links(self.log, [bridge, *seen], plan, read=ports_now)
 
 
 def apply_gc(removals, conf, log, unrecorded=False):

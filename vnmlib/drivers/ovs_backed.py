@@ -1,11 +1,11 @@
 """The actions of the Open vSwitch drivers (ovswitch, ovswitch_vxlan): one set, two uplinks.
 
-They differ in the uplink (:class:`~vnmlib.ovs.switch.OvsNeed`: PHYDEV, or
-:class:`~vnmlib.ovs.switch.OvsVxlanNeed`: the VXLAN device) and in which
+They differ in the uplink (:class:`~vnmlib.ovs.need.OvsNeed`: PHYDEV, or
+:class:`~vnmlib.ovs.need.OvsVxlanNeed`: the VXLAN device) and in which
 ``update_nic`` changes swap it.
 """
 
-from vnmlib.ovs import switch as ovs_switch
+from vnmlib.ovs import actions as ovs_actions
 from vnmlib.errors import VnmError
 from vnmlib.drivers import action_table, privileged
 
@@ -15,15 +15,15 @@ def actions(need_type, uplink_keys):
 
     @privileged
     def pre(ctx):
-        ovs_switch.attach(ctx, need_type)
+        ovs_actions.attach(ctx, need_type)
 
     @privileged
     def post(ctx):
-        ovs_switch.configure_ports(ctx, need_type)
+        ovs_actions.configure_ports(ctx, need_type)
 
     @privileged
     def clean(ctx):
-        ovs_switch.release(ctx, need_type)
+        ovs_actions.release(ctx, need_type)
 
     def update_sg(ctx):
         # the reference's update_sg exits 1 for OVS too: a VM's security groups
@@ -33,6 +33,6 @@ def actions(need_type, uplink_keys):
 
     @privileged
     def update_nic(ctx):
-        ovs_switch.update(ctx, need_type, uplink_keys)
+        ovs_actions.update(ctx, need_type, uplink_keys)
 
     return action_table(pre, post, clean, update_sg, update_nic)

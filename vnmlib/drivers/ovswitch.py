@@ -5,7 +5,7 @@ MTU, and the OpenFlow anti-spoofing pipeline (tables 0 -> 10 -> 20). No
 security groups: update_sg fails, as the reference's.
 """
 
-from vnmlib.ovs.switch import OvsNeed
+from vnmlib.ovs.need import OvsNeed
 from vnmlib.drivers import ovs_backed
 
 ACTIONS = ovs_backed.actions(OvsNeed, uplink_keys={"PHYDEV"})

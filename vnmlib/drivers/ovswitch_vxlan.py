@@ -4,7 +4,7 @@ VNI = OUTER_VLAN_ID (multicast group, TTL, MTU and ip_link_conf as the vxlan
 driver); VLAN_ID tags the VM ports inside the tunnel.
 """
 
-from vnmlib.ovs.switch import OvsVxlanNeed
+from vnmlib.ovs.need import OvsVxlanNeed
 from vnmlib.drivers import ovs_backed
 
 ACTIONS = ovs_backed.actions(OvsVxlanNeed, uplink_keys={"PHYDEV", "OUTER_VLAN_ID"})

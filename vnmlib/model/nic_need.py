@@ -3,7 +3,7 @@
 A need names the NIC, its configuration (the conf file with the network's
 ``CONF`` over it), its bridge and its uplink; the Linux-bridge
 (:class:`vnmlib.linux.bridge.BridgeNeed`) and Open vSwitch
-(:class:`vnmlib.ovs.switch.OvsNeed`) needs add their bridge options and how
+(:class:`vnmlib.ovs.need.OvsNeed`) needs add their bridge options and how
 the uplink is made.
 """
 

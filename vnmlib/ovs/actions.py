@@ -1,0 +1,145 @@
+"""The actions of the Open vSwitch drivers: bridges, uplinks, VM ports and their flows
+(reference §2.6, §2.7).
+
+The mechanism of the ovswitch and ovswitch_vxlan drivers, which differ in the
+need (:mod:`vnmlib.ovs.need`: the uplink is PHYDEV, or a VXLAN device).
+
+- ``pre`` (:func:`attach`): bridge, uplink; one ovs-vsctl transaction.
+- ``post`` (:func:`configure_ports`): each VM port's VLAN settings and vnm's
+  mark naming its NIC (one transaction, :mod:`vnmlib.ovs.port_settings`) and its
+  flows (one bundle per bridge, :mod:`vnmlib.ovs.flow_plan`).
+- ``clean`` (:func:`release`): the NICs' flows and ports, then the bridge when
+  only its uplink is left and no other NIC uses it (SPEC decision 4).
+- ``update_nic`` (:func:`update`): port settings and uplink of a changed network.
+
+Only a port provably the NIC's is configured, re-configured or deleted
+(:mod:`vnmlib.ovs.port_ownership`, issue 23.4).
+
+The reference took no lock for OVS and raced (#2629, #6985, #7059); every
+action here holds the :class:`~vnmlib.host.locks.LinkLocks` of the bridges and
+uplinks it plans for, the same locks the Linux-bridge drivers use, and reads
+OVSDB under them (:func:`vnmlib.host.change.change_links`, :mod:`vnmlib.ovs.view`).
+"""
+
+from vnmlib.host.change import change_links
+from vnmlib.host.locks import BridgeUsers, nic_user
+from vnmlib.ovs.bridge_plan import plan_attach, plan_release, plan_uplink_swap, wanted_options
+from vnmlib.ovs.flow_plan import plan_flows
+from vnmlib.ovs.port_ownership import owned_taps
+from vnmlib.ovs.port_settings import PORT_KEYS, plan_port_settings, port_columns
+from vnmlib.ovs.view import reader
+
+
+def attach(ctx, need_type):
+    """``pre``: every NIC of the driver gets its bridge and uplink; recorded as a bridge user."""
+    needs = [need_type(nic, ctx.conf) for nic in ctx.vm.driver_nics(ctx.driver)]
+    if not needs:
+        return
+    for need in needs:
+        need.uplink  # validate PHYDEV / OUTER_VLAN_ID before anything changes
+    # recorded before anything is built: a full run directory builds nothing
+    records = [(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id)) for need in needs]
+    change_links(ctx.log, [name for need in needs for name in need.link_names()],
+                 lambda view: plan_attach(view, needs), read=reader(wanted_options(needs)),
+                 users=records)
+
+
+def configure_ports(ctx, need_type):
+    """``post``: settings, mark and flows of the VM's ports (only the hot-plugged one's
+    when attaching); a port that is not provably the NIC's: one error, nothing changed."""
+    vm, driver = ctx.vm, ctx.driver
+    plugged = vm.hotplugged()
+    flows_only = plugged is not None and plugged.kind == "NIC_ALIAS"
+    if flows_only:
+        parent = vm.alias_parent(plugged, driver)
+        nics = [parent] if parent is not None else []  # the parent's port gets the alias' flows
+    else:
+        nics = vm.scoped_nics(driver)
+    if not nics:
+        return
+    needs = [need_type(nic, ctx.conf) for nic in nics]
+    for need in needs:
+        need.uplink  # validate PHYDEV / OUTER_VLAN_ID: the port must not be the uplink
+
+    def plan(view):
+        planned = [] if flows_only else plan_port_settings(view.state, vm, needs)
+        return planned + plan_flows(view.state, vm, driver, needs, ctx.conf)
+
+    change_links(ctx.log, sorted({nic.bridge for nic in nics}), plan, read=reader())
+
+
+def release(ctx, need_type):
+    """``clean``: the NICs' flows and ports; bridges nobody uses any more."""
+    vm, driver = ctx.vm, ctx.driver
+    plugged = vm.hotplugged()
+    if plugged is not None and plugged.kind == "NIC_ALIAS":
+        _release_alias(ctx, plugged, need_type)
+        return
+    needs = [need_type(nic, ctx.conf) for nic in vm.scoped_nics(driver)]
+    if not needs:
+        return
+
+    def plan(view):
+        users = BridgeUsers()
+        for need in needs:
+            users.remove(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id))
+        owned = owned_taps(view.state, vm, needs, ctx.log)
+        return plan_release(view, vm, needs, users, owned)
+
+    change_links(ctx.log, [name for need in needs for name in need.link_names()], plan,
+                 read=reader())
+
+
+def _release_alias(ctx, alias, need_type):
+    """A detached alias: its parent's port keeps its flows minus the alias' addresses."""
+    vm, driver = ctx.vm, ctx.driver
+    parent = vm.alias_parent(alias, driver)
+    if parent is None:
+        return
+    need = need_type(parent, ctx.conf)
+
+    def plan(view):
+        if view.state.bridge_of(vm.tap_name(parent)) != parent.bridge:
+            return []  # the parent's port is gone too: nothing carries the alias any more
+        if not owned_taps(view.state, vm, [need], ctx.log):
+            return []  # not the parent's port: its flows are its owner's
+        return plan_flows(view.state, vm, driver, [need], ctx.conf, leaving_alias=alias)
+
+    change_links(ctx.log, [parent.bridge], plan, read=reader())
+
+
+def update(ctx, need_type, uplink_keys):
+    """``update_nic``: ``VNET_UPDATE`` holds the old values of what changed.
+
+    Port settings (:data:`~vnmlib.ovs.port_settings.PORT_KEYS`) are applied
+    again to each NIC's port; an uplink change (``uplink_keys``: PHYDEV, and
+    OUTER_VLAN_ID for ovswitch_vxlan) swaps the bridge's uplink port, deleting
+    an old VXLAN device that was this bridge's.
+    """
+    vm = ctx.vm
+    vnet_id = ctx.int_arg(1, "vnet_id")
+    changed = set(vm.vnet_update)
+    nics = [n for n in vm.driver_nics(ctx.driver) if n.network_id == vnet_id]
+    reconfigure = bool(PORT_KEYS & changed)
+    swap = bool(uplink_keys & changed)
+    if not nics or not (reconfigure or swap):
+        return
+    needs = [need_type(nic, ctx.conf) for nic in nics]
+    for need in needs:
+        need.uplink  # validate the new values before anything changes
+        if reconfigure:
+            port_columns(need.nic)
+    olds = [need.old_uplink(vm.vnet_update) if swap else "" for need in needs]
+    names = [n for need in needs for n in need.link_names()] + [o for o in olds if o]
+
+    def plan(view):
+        # a port not provably the NIC's keeps its settings (a WARN line each)
+        owned = owned_taps(view.state, vm, needs, ctx.log) if reconfigure else set()
+        planned = plan_uplink_swap(view, needs, olds) if swap else []
+        if reconfigure:
+            present = [need for need in needs if vm.tap_name(need.nic) in owned]
+            if present:
+                planned += plan_port_settings(view.state, vm, present)
+        return planned
+
+    change_links(ctx.log, names, plan, read=reader())
