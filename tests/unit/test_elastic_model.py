@@ -3,10 +3,13 @@
 import os
 
 import pytest
-from helpers import b64, fixture_bytes, vm_xml
+
+from support.oned_input import b64, vm_xml
+from support.paths import fixture_bytes
 
 from vnmlib.contract.context import handler_of
 from vnmlib.elastic import hostops, nat, providers, settings, targets
+from vnmlib.firewall import backend_restore
 from vnmlib.errors import InputError, VnmError
 from vnmlib.model.template import parse_vm
 
@@ -100,14 +103,16 @@ def test_host_operations_check_their_addresses():
 
 def test_nat_transaction_adds_missing_jumps_and_removes_by_chain():
     rules = {"dnat": [hostops.Dnat("192.0.2.2", "10.0.0.2").rule()], "snat": []}
-    text = nat.render("one-1-0", rules, {("PREROUTING", "one-1-0-dnat")})
+    # the same operations through the restore backend's text (the iptc one: functional tests)
+    text = backend_restore.render(nat.operations("one-1-0", rules,
+                                                 {("PREROUTING", "one-1-0-dnat")}), "nat")
     assert text.splitlines() == [
         "*nat", ":one-1-0-dnat - [0:0]",
         "-A one-1-0-dnat -d 192.0.2.2/32 -j DNAT --to-destination 10.0.0.2",
         "-A OUTPUT -j one-1-0-dnat",
         ":one-1-0-snat - [0:0]", "-X one-1-0-snat", "COMMIT"]
-    removal = nat.render("one-1-0", {}, {("PREROUTING", "one-1-0-dnat"),
-                                         ("POSTROUTING", "one-1-0-snat")})
+    removal = backend_restore.render(nat.operations("one-1-0", {}, {
+        ("PREROUTING", "one-1-0-dnat"), ("POSTROUTING", "one-1-0-snat")}), "nat")
     assert removal.splitlines() == [
         "*nat", ":one-1-0-dnat - [0:0]", "-D PREROUTING -j one-1-0-dnat", "-X one-1-0-dnat",
         ":one-1-0-snat - [0:0]", "-D POSTROUTING -j one-1-0-snat", "-X one-1-0-snat", "COMMIT"]

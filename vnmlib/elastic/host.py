@@ -16,7 +16,8 @@ it with the first VM to leave, cutting the others off from their gateway).
 from vnmlib import firewall
 from vnmlib.host import steps
 from vnmlib.errors import VnmError
-from vnmlib.host.locks import BridgeUsers, LinkLocks
+from vnmlib.host.change import change_links
+from vnmlib.host.locks import BridgeUsers
 from vnmlib.host.netlink import reader, routing
 from vnmlib.elastic import hostops, nat
 
@@ -77,8 +78,9 @@ def interface_address(op, origin, add=True):
 class ReplaceNat(steps.Step):
     """The NIC's nat chains set to ``rules`` (empty: removed)."""
 
-    def __init__(self, base, rules, origin):
+    def __init__(self, base, rules, origin, backend):
         self.base, self.rules, self.origin = base, rules, origin
+        self.backend = backend  # the security groups' own: one VM's rules in one place
         self.changed = None  # unknown until applied
 
     def describe(self):
@@ -89,10 +91,10 @@ class ReplaceNat(steps.Step):
                 else f"nat chains {self.base}-dnat/-snat removed")
 
     def apply(self, nl):
-        self.changed = nat.replace(self.base, self.rules)
+        self.changed = nat.replace(self.base, self.rules, self.backend)
 
     def undo(self):
-        return ReplaceNat(self.base, {}, self.origin) if self.changed else None
+        return ReplaceNat(self.base, {}, self.origin, self.backend) if self.changed else None
 
 
 class _HostView:
@@ -136,8 +138,8 @@ def _proxy_key(target):
     return f"{target.gateway}%{target.bridge}"
 
 
-def plan_up(view, users, targets, ops_of):
-    """Steps making ``targets`` reachable; records their proxy-ARP use in ``users``."""
+def plan_up(view, targets, ops_of, backend):
+    """Steps making ``targets`` reachable (their proxy-ARP records are written by the caller)."""
     planned = []
     for t in targets:
         index = view.index(t.bridge)
@@ -150,7 +152,6 @@ def plan_up(view, users, targets, ops_of):
         elif through != index:
             raise VnmError(f"{t.label}: a route to {t.ip}/32 already goes through another "
                            f"device (ifindex {through}), not {t.bridge}")
-        users.add(_proxy_key(t), t.user)
         if (t.gateway, index) not in view.proxies:
             planned.append(proxy_arp(t.gateway, t.bridge, t.label))
             view.proxies.add((t.gateway, index))
@@ -165,15 +166,15 @@ def plan_up(view, users, targets, ops_of):
                 view.addresses.add((op.address, op.prefixlen, device))
         rules = _nat_rules(ops_of[t.base])
         if any(rules.values()):
-            planned.append(ReplaceNat(t.base, rules, t.label))
+            planned.append(ReplaceNat(t.base, rules, t.label, backend))
     return planned
 
 
-def plan_down(view, users, targets, ops_of):
+def plan_down(view, users, targets, ops_of, backend):
     """Steps making ``targets`` unreachable; drops their proxy-ARP records."""
     planned = []
     for t in targets:
-        planned.append(ReplaceNat(t.base, {}, t.label))
+        planned.append(ReplaceNat(t.base, {}, t.label, backend))
         index = view.index(t.bridge)
         if index is not None and view.routes.get(t.ip) == index:
             planned.append(host_route(t.ip, t.bridge, t.label, add=False))
@@ -194,18 +195,12 @@ def plan_down(view, users, targets, ops_of):
 def up(ctx, targets, provider):
     """remote_post: routed security groups, then routes, proxy ARP, provider operations."""
     ops_of = {t.base: _host_ops(provider, t) for t in targets}
+    backend = firewall.backend_of(ctx.conf)
     firewall.post(ctx, bridged=False)
     try:
-        with LinkLocks(_devices(targets, ops_of)):
-            users = BridgeUsers("proxy-arp")
-            records = {(_proxy_key(t), t.user) for t in targets
-                       if t.user not in users.users(_proxy_key(t))}
-            try:
-                steps.apply(plan_up(_HostView(), users, targets, ops_of), ctx.log)
-            except BaseException:
-                for key, user in records:
-                    users.remove(key, user)
-                raise
+        change_links(ctx.log, _devices(targets, ops_of),
+                     lambda view: plan_up(view, targets, ops_of, backend), read=_HostView,
+                     users=[(_proxy_key(t), t.user) for t in targets], records="proxy-arp")
     except BaseException:
         firewall.clean(ctx, bridged=False)
         ctx.log.info("rolled back: security groups of the elastic NICs removed")
@@ -215,6 +210,8 @@ def up(ctx, targets, provider):
 def down(ctx, targets, provider):
     """remote_clean: unreachable first (nat, route, proxy ARP, addresses), then the SGs."""
     ops_of = {t.base: _host_ops(provider, t) for t in targets}
-    with LinkLocks(_devices(targets, ops_of)):
-        steps.apply(plan_down(_HostView(), BridgeUsers("proxy-arp"), targets, ops_of), ctx.log)
+    backend = firewall.backend_of(ctx.conf)
+    change_links(ctx.log, _devices(targets, ops_of),
+                 lambda view: plan_down(view, BridgeUsers("proxy-arp"), targets, ops_of, backend),
+                 read=_HostView)
     firewall.clean(ctx, bridged=False)

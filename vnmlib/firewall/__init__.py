@@ -32,7 +32,8 @@ BACKENDS = ("restore", "iptc")
 TAP_TIMEOUT = 3.0  # the reference's wait_for_interface
 
 
-def _backend(conf):
+def backend_of(conf):
+    """The netfilter backend ``conf`` selects: every rule vnm reads or writes goes through it."""
     name = str(conf.get("firewall_backend") or "restore")
     if name == "restore":
         from vnmlib.firewall import backend_restore as backend
@@ -106,7 +107,7 @@ def apply(ctx, install=(), remove=(), started=None, still_unused=None):
     install, remove = list(install), list(remove)
     if not install and not remove:
         return
-    backend = _backend(ctx.conf)
+    backend = backend_of(ctx.conf)
     log = ctx.log
     with FirewallLock():
         if started is not None:
@@ -115,7 +116,7 @@ def apply(ctx, install=(), remove=(), started=None, still_unused=None):
             remove = [base for base in remove if still_unused(base)]
         if not install and not remove:
             return
-        snapshots = backend.read(transaction.own_chains(install, remove))
+        snapshots = transaction.read(backend, transaction.own_chains(install, remove))
         existing = ipsets.list_names()
         changes = {f: transaction.plan_family(f, snapshots[f], install, remove)
                    for f in FAMILIES}

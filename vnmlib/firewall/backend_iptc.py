@@ -9,8 +9,6 @@ restore backend; rule tokens are turned into python-iptables objects here.
 """
 
 from vnmlib.errors import VnmError
-from vnmlib.firewall.layout import FAMILIES, GLOBAL_CHAIN
-from vnmlib.firewall.transaction import TableSnapshot
 
 
 def _iptc():
@@ -22,16 +20,17 @@ def _iptc():
     return iptc
 
 
-def _table(family):
+def _table(family, name):
     iptc = _iptc()
-    table = iptc.Table(iptc.Table.FILTER) if family == 4 else iptc.Table6(iptc.Table6.FILTER)
+    table = iptc.Table(name) if family == 4 else iptc.Table6(name)
     table.autocommit = False
     table.refresh()
     return table
 
 
 def _tokens(rule, family):
-    """An iptc rule -> our tokens, enough to recognise our jumps and FORWARD jumps."""
+    """An iptc rule -> our tokens, enough to recognise our jumps (filter's and nat's hooks)
+    and FORWARD's jumps."""
     tokens = []
     address, mask = rule.dst.split("/")
     length = _prefix_len(mask, 32 if family == 4 else 128)
@@ -58,43 +57,45 @@ def _prefix_len(mask, bits):
     return ipaddress.ip_network(f"0.0.0.0/{mask}" if bits == 32 else f"::/{mask}").prefixlen
 
 
-def read(own_chains=()):
+def list_rules(wanted):
+    """{(family, table, chain): [tokens], or None for a missing chain} of ``wanted``;
+    each table is read once."""
     iptc = _iptc()
-    snapshots = {}
-    for family in FAMILIES:
-        table = _table(family)
-        chains = {name: [_tokens(rule, family) for rule in iptc.Chain(table, name).rules]
-                  if table.is_chain(name) else None for name in own_chains}
-        has_global = table.is_chain(GLOBAL_CHAIN)
-        jumps = []
-        for name in (GLOBAL_CHAIN, "INPUT") if has_global else ("INPUT",):
-            # rules are views into libiptc's handle, which a refresh frees:
-            # keep their tokens and find them again when deleting
-            jumps += [(name, tokens, tokens) for tokens in
-                      (_tokens(rule, family) for rule in iptc.Chain(table, name).rules)]
-        forward = [_tokens(rule, family) for rule in iptc.Chain(table, "FORWARD").rules]
-        snapshots[family] = TableSnapshot(has_global, forward, jumps, chains)
-    return snapshots
+    tables, listed = {}, {}
+    for family, name, chain in wanted:
+        if (family, name) not in tables:
+            tables[(family, name)] = _table(family, name)
+        table = tables[(family, name)]
+        # rules are views into libiptc's handle, which a refresh frees: keep
+        # their tokens (a deletion finds the rule again by them)
+        listed[(family, name, chain)] = ([_tokens(rule, family)
+                                          for rule in iptc.Chain(table, chain).rules]
+                                         if table.is_chain(chain) else None)
+    return listed
+
+
+_RULE_FIELDS = {"-s": "src", "-d": "dst", "-p": "protocol", "-i": "in_interface",
+                "-o": "out_interface"}
 
 
 def _rule(iptc, family, tokens):
     """Our canonical tokens (``-s -d -p``, ``-m`` blocks, ``-j``) -> an iptc rule."""
     rule = iptc.Rule() if family == 4 else iptc.Rule6()
-    match, negate, i = None, False, 0
+    module, negate, i = None, False, 0  # the match or target the "--" options belong to
     while i < len(tokens):
         token = tokens[i]
         if token == "!":
             negate, i = True, i + 1
-        elif token in ("-s", "-d", "-p"):
+        elif token in _RULE_FIELDS:
             # python-iptables names ICMPv6 "icmpv6" where iptables -S prints "ipv6-icmp"
             value = "icmpv6" if tokens[i + 1] == "ipv6-icmp" else tokens[i + 1]
-            setattr(rule, {"-s": "src", "-d": "dst", "-p": "protocol"}[token], value)
+            setattr(rule, _RULE_FIELDS[token], value)
             i += 2
         elif token == "-m":
-            match = rule.create_match(tokens[i + 1])
+            module = rule.create_match(tokens[i + 1])
             i += 2
         elif token == "-j":
-            rule.create_target(tokens[i + 1])
+            module = rule.create_target(tokens[i + 1])  # DNAT/SNAT take --to-* options
             i += 2
         elif token.startswith("--"):
             values = []
@@ -105,40 +106,43 @@ def _rule(iptc, family, tokens):
             value = values[0] if len(values) == 1 else values
             if negate:
                 value = ["!"] + values if isinstance(value, list) else "!" + value
-            match.parse(token[2:], value if values else "")
+            module.parse(token[2:], value if values else "")
             negate = False
         else:
             raise ValueError(f"cannot translate token {token!r} of {tokens}")
     return rule
 
 
-def commit(changes):
-    """Apply {family: ops}: both tables are changed in memory first, then committed.
+def apply_tables(changes):
+    """Apply {(family, table): ops}: every table is changed in memory first, then committed.
 
     Rules are built while applying because python-iptables recognises a jump
     to a user chain only once the chain exists in the table being edited.
-    {family: None when committed, else why not} (as the restore backend): a
-    family after a failed one is not committed either.
+    {(family, table): None when committed, else why not} (as the restore
+    backend); a table after a failed one is not committed either.
     """
     iptc = _iptc()
     tables, outcome = [], {}
-    family = None
+    key = None
     try:
-        for family in FAMILIES:
-            if not changes.get(family):
+        for key, ops in changes.items():
+            if not ops:
                 continue
-            table = _table(family)
-            tables.append((family, table))
-            for op in changes[family]:
+            family = key[0]
+            table = _table(*key)
+            tables.append((key, table))
+            for op in ops:
                 _apply(iptc, table, family, op)
-        for family, table in tables:
+        for key, table in tables:
             table.commit()
-            outcome[family] = None
+            outcome[key] = None
     except (ValueError, AttributeError, iptc.IPTCError, iptc.XTablesError) as exc:
+        family, name = key
+        where = "" if name == "filter" else f" {name}"
         for other, _table_ in tables:
-            outcome.setdefault(other, f"applying the IPv{family} rules with libiptc: {exc}")
+            outcome.setdefault(other, f"applying the IPv{family}{where} rules with libiptc: {exc}")
     finally:
-        for _family, table in tables:
+        for _key, table in tables:
             table.refresh()  # drop whatever was not committed
     return outcome
 

@@ -1,5 +1,10 @@
 """The default backend: ``iptables -S`` to read, ``iptables-restore -n`` to write.
 
+A backend is the one way vnm reads and writes netfilter rules: the security
+groups' filter chains (:mod:`.transaction` builds its snapshots and
+operations on :func:`list_rules` and :func:`apply_tables`) and elastic's nat
+chains (:mod:`vnmlib.elastic.nat`) alike, so one VM's rules never land in two.
+
 Works on nft- and legacy-backed hosts alike: it uses whichever ``iptables``
 the host's alternatives select. Each family's operations become one restore
 file, which the kernel applies as one transaction (an nf_tables batch, or one
@@ -9,11 +14,8 @@ declaring one of our chains (``:one-7-1-i - [0:0]``) creates or flushes it.
 
 from vnmlib.host import process
 from vnmlib.errors import VnmError
-from vnmlib.firewall.layout import FAMILIES, GLOBAL_CHAIN
-from vnmlib.firewall.transaction import TableSnapshot
 
 _TOOLS = {4: ("iptables", "iptables-restore"), 6: ("ip6tables", "ip6tables-restore")}
-_READ_CHAINS = (GLOBAL_CHAIN, "FORWARD", "INPUT")
 # How iptables says a listed chain does not exist. iptables-nft 1.8.9 reports
 # a missing chain as "incompatible"; should the chain really exist in a form
 # iptables cannot show, the bootstrap's "-N opennebula" fails the transaction
@@ -21,35 +23,31 @@ _READ_CHAINS = (GLOBAL_CHAIN, "FORWARD", "INPUT")
 _NO_CHAIN = ("No chain/target/match by that name", "is incompatible, use 'nft' tool")
 
 
-def _rules_of(result, chain, family):
+def _table_args(table):
+    # the filter table is iptables' default: its commands stay as the reference ran them
+    return [] if table == "filter" else ["-t", table]
+
+
+def _rules_of(result, family, table, chain):
     """``-A <chain> tokens…`` lines -> [tokens]; None when the chain does not exist."""
     if not result.ok:
         if any(text in result.stderr for text in _NO_CHAIN):
             return None
-        raise VnmError(f"reading the IPv{family} {chain} chain: {result.error_line()}")
+        where = "" if table == "filter" else f" {table}"
+        raise VnmError(f"reading the IPv{family}{where} {chain} chain: {result.error_line()}")
     prefix = f"-A {chain} "
     return [tuple(line[len(prefix):].split()) for line in result.stdout.splitlines()
             if line.startswith(prefix)]
 
 
-def read(own_chains=()):
-    """{family: TableSnapshot}: the global chains and ``own_chains`` (the NICs'),
+def list_rules(wanted):
+    """{(family, table, chain): [tokens], or None for a missing chain} of ``wanted``,
     every listing running at once."""
-    names = _READ_CHAINS + tuple(own_chains)
-    commands = [([process.which(_TOOLS[f][0]), *process.xtables_wait(), "-S", chain], None)
-                for f in FAMILIES for chain in names]
-    results = iter(process.run_all(commands))
-    snapshots = {}
-    for family in FAMILIES:
-        listed = {chain: _rules_of(next(results), chain, family) for chain in names}
-        if listed["FORWARD"] is None or listed["INPUT"] is None:
-            raise VnmError(f"the IPv{family} filter table has no FORWARD or INPUT chain")
-        jumps = [(chain, tokens, tokens) for chain in (GLOBAL_CHAIN, "INPUT")
-                 for tokens in (listed[chain] or ())]
-        snapshots[family] = TableSnapshot(listed[GLOBAL_CHAIN] is not None,
-                                          listed["FORWARD"], jumps,
-                                          {chain: listed[chain] for chain in own_chains})
-    return snapshots
+    wanted = list(wanted)
+    commands = [([process.which(_TOOLS[family][0]), *process.xtables_wait(),
+                  *_table_args(table), "-S", chain], None) for family, table, chain in wanted]
+    return {key: _rules_of(result, *key)
+            for key, result in zip(wanted, process.run_all(commands))}
 
 
 # operation -> restore command; rule operations are followed by the rule's tokens
@@ -57,9 +55,9 @@ _COMMANDS = {"chain": ":{} - [0:0]", "new_chain": "-N {}", "append": "-A {}", "i
              "delete": "-D {}", "delete_chain": "-X {}"}
 
 
-def render(ops):
-    """Operations -> the text of one restore transaction."""
-    lines = ["*filter"]
+def render(ops, table="filter"):
+    """Operations -> the text of one restore transaction of ``table``."""
+    lines = [f"*{table}"]
     for op in ops:
         command = _COMMANDS.get(op[0])
         if command is None:
@@ -69,15 +67,16 @@ def render(ops):
     return "\n".join(lines) + "\n"
 
 
-def commit(changes):
-    """Apply {family: ops}, the families' transactions concurrently.
+def apply_tables(changes):
+    """Apply {(family, table): ops}, one restore run each, all at once.
 
-    {family: None when committed, else why not}: the caller undoes the
-    families that went in when another did not.
+    {(family, table): None when committed, else why not}: the caller undoes
+    what went in when another did not. ``-n`` keeps every chain not named.
     """
-    families = [f for f in FAMILIES if changes.get(f)]
-    commands = [([process.which(_TOOLS[f][1]), *process.xtables_wait(), "-n"], render(changes[f]))
-                for f in families]
-    return {family: None if result.ok else
-            f"applying the IPv{family} rules: {_TOOLS[family][1]} failed: {result.error_line()}"
-            for family, result in zip(families, process.run_all(commands))}
+    keys = [key for key, ops in changes.items() if ops]
+    commands = [([process.which(_TOOLS[family][1]), *process.xtables_wait(), "-n"],
+                 render(changes[(family, table)], table)) for family, table in keys]
+    return {(family, table): None if result.ok else
+            f"applying the IPv{family}{'' if table == 'filter' else ' ' + table} rules: "
+            f"{_TOOLS[family][1]} failed: {result.error_line()}"
+            for (family, table), result in zip(keys, process.run_all(commands))}

@@ -25,7 +25,7 @@ def run(backend, changes, snapshots, install, remove, existing, stale, log):
     """Apply ``changes`` ({family: ops}) with the sets of ``install``; see the module."""
     staged = ipsets.stage(install, existing, log)
     try:
-        outcome = backend.commit(changes)
+        outcome = transaction.commit(backend, changes)
     except OutcomeUnknown as exc:
         # a tool killed at its time limit may or may not have committed: undo
         # every family (undoing one that did not go in fails, and says so)
@@ -44,7 +44,7 @@ def _roll_back(backend, snapshots, install, remove, staged, committed, failure, 
     undo = {family: transaction.plan_undo(family, snapshots[family], install, remove)
             for family in committed}
     if undo:
-        problems += [why for why in backend.commit(undo).values() if why]
+        problems += [why for why in transaction.commit(backend, undo).values() if why]
     try:
         staged.undo(log)
     except VnmError as exc:

@@ -20,9 +20,11 @@ Only rules whose target is one of the NICs' own chains are deleted, and only
 our own chains are flushed; nothing is ever addressed by line number.
 """
 
-from vnmlib.firewall.layout import GLOBAL_CHAIN, forward_jump
+from vnmlib.errors import VnmError
+from vnmlib.firewall.layout import FAMILIES, GLOBAL_CHAIN, forward_jump
 
 ACCEPT = ("-j", "ACCEPT")
+_READ_CHAINS = (GLOBAL_CHAIN, "FORWARD", "INPUT")
 
 
 class TableSnapshot:
@@ -37,6 +39,30 @@ class TableSnapshot:
         # {chain: [tokens] or None (no such chain)} of the NICs' own chains: what
         # undo() puts back when the other family's commit fails
         self.chains = chains or {}
+
+
+def read(backend, own_chains=()):
+    """{family: TableSnapshot}: the global chains and ``own_chains`` (the NICs'),
+    read through ``backend`` in one go."""
+    names = _READ_CHAINS + tuple(own_chains)
+    listed = backend.list_rules([(family, "filter", chain)
+                                 for family in FAMILIES for chain in names])
+    snapshots = {}
+    for family in FAMILIES:
+        chains = {chain: listed[(family, "filter", chain)] for chain in names}
+        if chains["FORWARD"] is None or chains["INPUT"] is None:
+            raise VnmError(f"the IPv{family} filter table has no FORWARD or INPUT chain")
+        jumps = [(chain, tokens, tokens) for chain in (GLOBAL_CHAIN, "INPUT")
+                 for tokens in (chains[chain] or ())]
+        snapshots[family] = TableSnapshot(chains[GLOBAL_CHAIN] is not None, chains["FORWARD"],
+                                          jumps, {chain: chains[chain] for chain in own_chains})
+    return snapshots
+
+
+def commit(backend, changes):
+    """Apply {family: ops} to the filter tables; {family: None, or why it did not go in}."""
+    outcome = backend.apply_tables({(family, "filter"): ops for family, ops in changes.items()})
+    return {family: why for (family, _table), why in outcome.items()}
 
 
 def own_chains(install, remove_chains):

@@ -15,16 +15,18 @@ from vnmlib.host.locks import BridgeUsers, LinkLocks
 from vnmlib.host.view import LinkView
 
 
-def change_links(log, names, plan, read=LinkView, users=()):
+def change_links(log, names, plan, read=LinkView, users=(), records="users"):
     """Lock ``names``, call ``plan(read())`` and apply the steps it returns.
 
     ``read`` builds the host view once the locks are held (default: the links,
-    :class:`LinkView`). ``users`` are ``[(bridge, user)]`` records written
-    before anything is built and removed again if applying fails
+    :class:`LinkView`). ``users`` are ``[(key, user)]`` records of the kind
+    ``records`` (bridge users; elastic's "proxy-arp") written before anything
+    is built and removed again if planning or applying fails
     (:meth:`BridgeUsers.recorded`). Returns the applied steps.
     """
     with LinkLocks(names):
-        recorded = BridgeUsers().recorded(users) if users else contextlib.nullcontext()
+        recorded = (BridgeUsers(records).recorded(users) if users
+                    else contextlib.nullcontext())
         with recorded:
             planned = plan(read())
             steps.apply(planned, log)

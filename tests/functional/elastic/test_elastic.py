@@ -20,7 +20,7 @@ from support.commands import stop
 from support.firewall import ipsets
 from support.namespaces import Guest
 from support.oned_input import b64, rules_xml, vm_xml
-from support.paths import fixture_bytes
+from support.paths import REPO, fixture_bytes
 from support.remotes import copy_tree
 
 VM10 = fixture_bytes("vm10_vnm_reduced.b64")
@@ -246,6 +246,38 @@ def test_nat_provider_end_to_end_with_traffic(site):
     assert host_trace(ns) == ({}, set(), [], [], [], {f"{HOST_UPLINK_IP}/24"})
     assert not outside.ping(EXTERNAL_IP)
     assert_ok(run(ns, tree, "clean", "node1", stdin=stdin))  # idempotent
+
+
+def test_iptc_backend_puts_nat_and_filter_rules_in_one_place(site, tmp_path):
+    """One netfilter seam: with ``:firewall_backend: iptc`` the nat chains go through
+    libiptc like the security groups, so both land in the legacy tables even where the
+    host's iptables command is the nft one (before, nat went through that command)."""
+    ns, _tree, outside, guests = site
+    with open(os.path.join(REPO, "etc", "vnm", "OpenNebulaNetwork.conf"),
+              encoding="utf-8") as handle:
+        conf = handle.read().replace(":firewall_backend: restore", ":firewall_backend: iptc")
+    tree = copy_tree(tmp_path / "iptc-remotes", conf)
+    settings(tree, NAT)
+    stdin = vm(nic())
+    vm_ns = boot(ns, tree, guests, stdin)
+
+    def ours(tool, table):
+        return [line for line in ns.exec(tool, "-w", "-t", table, "-S").splitlines()
+                if "one-10-0" in line]
+
+    assert f"-A one-10-0-dnat -d {EXTERNAL_IP}/32 -j DNAT --to-destination {VM_IP}" \
+        in ours("iptables-legacy", "nat")
+    assert ours("iptables-legacy", "filter")  # the routed security group's chains
+    assert ours("iptables-nft", "nat") == [] and ours("iptables-nft", "filter") == []
+    server = vm_ns.start("serve", "--tcp", "22,80")
+    try:
+        assert outside.ping(EXTERNAL_IP)  # (and gives the server time to listen)
+        assert outside.probe("tcp", EXTERNAL_IP, 22) == 0
+        assert outside.probe("tcp", EXTERNAL_IP, 80) == 1
+    finally:
+        stop(server)
+    assert_ok(run(ns, tree, "clean", "node1", stdin=stdin))
+    assert ours("iptables-legacy", "nat") == [] and ours("iptables-legacy", "filter") == []
 
 
 def test_shared_gateway_proxy_stays_until_the_last_vm_leaves(site):
