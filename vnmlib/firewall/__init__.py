@@ -161,13 +161,6 @@ class ProtectionChange(steps.Step):
         return "\n".join(lines)
 
 
-def _own_nic(vm, driver, nic_id):
-    for nic in vm.driver_nics(driver):
-        if nic.get("NIC_ID") == nic_id:
-            return nic
-    return None
-
-
 def _hotplug(ctx, driver):
     """(kind, element, parent NIC) of an ATTACH=YES element concerning ``driver``.
 
@@ -181,7 +174,7 @@ def _hotplug(ctx, driver):
     if plugged.kind == "NIC":
         return ("nic", plugged, None) if plugged.vn_mad == driver else ("other", None, None)
     if plugged.kind == "NIC_ALIAS":
-        parent = _own_nic(ctx.vm, driver, plugged.get("PARENT_ID"))
+        parent = ctx.vm.alias_parent(plugged, driver)
         if parent is not None:
             return "alias", plugged, parent
     return "other", None, None

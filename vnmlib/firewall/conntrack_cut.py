@@ -151,10 +151,6 @@ def _nic(vm, chain):
                  and int(nic.get("NIC_ID")) == int(parts[2])), None)
 
 
-def _aliases(vm, nic):
-    return [alias for alias in vm.aliases if alias.get("PARENT_ID") == str(nic.nic_id)]
-
-
 def targets(ctx, install, remove):
     """(label, addresses, rules or None) of each NIC (and alias) whose rules changed."""
     vm = getattr(ctx, "vm", None)  # vnm gc removes chains of VMs it has no template of
@@ -173,7 +169,7 @@ def targets(ctx, install, remove):
         if groups is None:
             groups = rules_by_group(rule.attrs for rule in vm.rules)
         rules = [rule for _sg, group in nic_groups(nic, groups) for rule in group]
-        aliases = _aliases(vm, nic)
+        aliases = vm.aliases_of(nic)
         found.append((nf.label, addresses_of([nic] + [a for a in aliases if a is not leaving]),
                       rules))
         if leaving in aliases:
@@ -181,7 +177,7 @@ def targets(ctx, install, remove):
     for base in remove:
         nic = _nic(vm, base)
         if nic is not None:
-            found.append((nic.label, addresses_of([nic] + _aliases(vm, nic)), None))
+            found.append((nic.label, addresses_of([nic] + vm.aliases_of(nic)), None))
     return found
 
 
