@@ -32,8 +32,11 @@ def command(remotes, dry_run, as_json):
         if "\n" in row["detail"]:
             click.echo(row["detail"].split("\n", 1)[1].rstrip())
     if not dry_run:
-        click.echo("\nNext:\n  - the privileged part of the actions runs as root through sudo; "
-                   "in /etc/sudoers.d/vnm on every host:\n"
+        click.echo("\nNext:\n  - the privileged part of the actions runs as root through sudo: "
+                   "on every host, the vnm-node package\n"
+                   "    (/usr/sbin/vnm-action and its sudoers drop-in), or, with vnm-action "
+                   "installed root-owned by hand,\n"
+                   "    in /etc/sudoers.d/vnm:\n"
                    f"      {install.SUDOERS}\n"
-                   "    (with vnm-action installed root-owned, README 'Security')\n"
+                   "    (README 'Security')\n"
                    "  - copy the tree to the hosts:  onehost sync -f")

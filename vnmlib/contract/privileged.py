@@ -4,7 +4,9 @@ oned runs the actions as ``oneadmin``, who owns the synced remotes tree and its
 configuration, so nothing there may run as root (SPEC §7, README "Security").
 An action whose handler is marked ``privileged`` (the host-side work of a
 driver) runs, for a non-root caller, the *root-owned* helper ``vnm-action``
-through ``sudo -n``; sudoers needs one line:
+through ``sudo -n``. The vnm-node package installs it as
+``/usr/sbin/vnm-action`` with its sudoers drop-in; a hand install (pip, README
+"Security") puts it at ``/usr/local/sbin/vnm-action`` and needs one line:
 
     oneadmin ALL=(root) NOPASSWD: /usr/local/sbin/vnm-action
 
@@ -28,7 +30,8 @@ import sys
 
 from vnmlib.errors import InputError, VnmError
 
-DEFAULT_HELPER = "/usr/local/sbin/vnm-action"
+# Where the helper is: the vnm-node package's path, then a hand install's.
+HELPER_PATHS = ("/usr/sbin/vnm-action", "/usr/local/sbin/vnm-action")
 MAGIC = b"vnm-action/1"
 MAX_CONF_BYTES = 1024 * 1024  # a conf file is a few kB; bounds what root reads
 
@@ -43,9 +46,14 @@ class Sent:
 
 
 def helper_path():
+    """The helper to run: ``VNM_SUDO_HELPER``, else the first of :data:`HELPER_PATHS`
+    that exists (the package's when neither does, for the error to name)."""
     # sudoers decides what may run as root, so choosing another path here
     # cannot grant anything; the variable exists for tests and odd layouts.
-    return os.environ.get("VNM_SUDO_HELPER") or DEFAULT_HELPER
+    chosen = os.environ.get("VNM_SUDO_HELPER")
+    if chosen:
+        return chosen
+    return next((path for path in HELPER_PATHS if os.path.exists(path)), HELPER_PATHS[0])
 
 
 def _conf_bytes(ctx):
