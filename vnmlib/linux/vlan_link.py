@@ -20,6 +20,7 @@ from vnmlib.host.netlink import reader
 from vnmlib.model.bridge_options import VLAN_PROTOCOLS
 from vnmlib.model.config import merge_options, nic_conf
 from vnmlib.model.naming import checked_vlan_device_name
+from vnmlib.model.numbers import decimal
 
 # 802.1Q: VIDs 0 and 4095 are reserved by the standard. VXLAN: 24-bit VNI.
 VLAN_ID_RANGE = (1, 4094)
@@ -106,11 +107,9 @@ class DeviceSpec:
 
 
 def _int_setting(value, what, low, high):
-    text = str(value).strip()
-    # ASCII digits only (int() also takes other scripts' digits, "_" and signs)
-    if not (text.isascii() and text.removeprefix("-").isdigit() and len(text) <= 20):
+    number = decimal(str(value).strip(), signed=True)
+    if number is None:
         raise InputError(f"{what} {value!r} is not an integer")
-    number = int(text, 10)
     if not low <= number <= high:
         raise InputError(f"{what} {number} is out of range {low}..{high}")
     return number
