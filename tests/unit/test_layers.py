@@ -21,10 +21,11 @@ LAYERS = {
     "linux": 4, "firewall": 4,
     "ovs": 5,
     "elastic": 6,
-    "drivers": 7,
-    "contract": 8,
-    "ops": 9,
-    "cli": 10,
+    "nodeport": 7,
+    "drivers": 8,
+    "contract": 9,
+    "ops": 10,
+    "cli": 11,
 }
 
 

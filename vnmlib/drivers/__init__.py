@@ -19,6 +19,7 @@ DRIVER_MODULES = {
     "ovswitch": "ovswitch",
     "ovswitch_vxlan": "ovswitch_vxlan",
     "elastic": "elastic",
+    "nodeport": "nodeport",
 }
 
 

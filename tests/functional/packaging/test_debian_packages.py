@@ -19,7 +19,8 @@ from support.paths import fixture_bytes
 VERSION = changelog_version()
 UPGRADE = VERSION + "+rebuild1"  # a rebuild, higher than VERSION
 REMOTES = "/var/lib/one/remotes"
-DRIVERS = ("bridge", "fw", "802.1Q", "vxlan", "ovswitch", "ovswitch_vxlan", "elastic", "dummy")
+DRIVERS = ("bridge", "fw", "802.1Q", "vxlan", "ovswitch", "ovswitch_vxlan", "elastic", "nodeport",
+           "dummy")
 ACTIONS = ("pre", "post", "clean", "update_sg", "update_nic", "vnet_create", "vnet_delete")
 CONF = "var/lib/one/remotes/etc/vnm/OpenNebulaNetwork.conf"
 # The stand-in opennebula package: the reference's driver scripts and conf file at the
@@ -28,7 +29,7 @@ REPLACED = {f"var/lib/one/remotes/vnm/{d}/{a}": f"#!/usr/bin/env ruby\n# OpenNeb
             .encode() for d in DRIVERS for a in ACTIONS}
 REPLACED[CONF] = b"# OpenNebula's OpenNebulaNetwork.conf\n:validate_vlan_id: false\n"
 UNTOUCHED = {"var/lib/one/remotes/vnm/vnmmad.rb": b"# OpenNebula's loader\n",
-             "var/lib/one/remotes/vnm/nodeport/pre": b"#!/usr/bin/env ruby\n# nodeport/pre\n"}
+             "var/lib/one/remotes/vnm/nodeport/nodeport.rb": b"# OpenNebula's NodePortDriver\n"}
 OPENNEBULA_POSTINST = """#!/bin/sh
 set -e
 getent passwd oneadmin > /dev/null || useradd --system --user-group --home-dir /var/lib/one oneadmin
