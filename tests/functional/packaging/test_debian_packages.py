@@ -33,6 +33,9 @@ UNTOUCHED = {"var/lib/one/remotes/vnm/vnmmad.rb": b"# OpenNebula's loader\n",
 OPENNEBULA_POSTINST = """#!/bin/sh
 set -e
 getent passwd oneadmin > /dev/null || useradd --system --user-group --home-dir /var/lib/one oneadmin
+# as OpenNebula's package: the remotes tree is oneadmin's (vnm's maintainer scripts must
+# not act as root in it)
+chown -R oneadmin:oneadmin /var/lib/one
 """
 # An admin's hook: kept through install and purge, run by the installed post
 HOOK = "var/lib/one/remotes/vnm/bridge/post.d/10-admin"
