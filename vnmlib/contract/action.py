@@ -27,13 +27,25 @@ def hooks_dir(script, handler):
 
 
 def run_driver_action(ctx, handler):
-    """Run the driver's own work for ``ctx`` (as root, or via the sudo helper)."""
+    """Run the driver's own work for ``ctx`` (as root, or via the sudo helper).
+
+    A handler's ``as_caller`` attribute, a function of ``ctx``, is the part of
+    the action that runs as the caller, never as root (``update_nic``'s
+    ``virsh domiftune``: libvirt decides what oneadmin may do, as in the
+    reference). It is called first and validates all it needs, so that a bad
+    value fails the action before anything changes; it returns the work to run
+    once the privileged part has succeeded (None: nothing to do).
+    """
+    as_caller = getattr(handler, "as_caller", None)
+    later = as_caller(ctx) if as_caller else None
     if getattr(handler, "privileged", False) and os.geteuid() != 0:
         from vnmlib.contract.privileged import run_through_sudo
 
         run_through_sudo(ctx, handler)
     else:
         handler(ctx)
+    if later is not None:
+        later()
 
 
 def main(script_path, argv=None):

@@ -53,6 +53,11 @@ class Context:
 
             self._vm = parse_vm(self.stdin)
             identify(self.action, self._vm.id)  # named as the holder of its locks
+            from vnmlib.host import libvirt_domain
+
+            if self.action in libvirt_domain.LIVE_TAP_ACTIONS:
+                self._vm.libvirt_taps = libvirt_domain.live_taps(lambda: self.conf, self._vm,
+                                                                 self.log)
         return self._vm
 
     @property

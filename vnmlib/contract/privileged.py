@@ -22,7 +22,8 @@ What crosses the boundary, and nothing else:
 The helper imports its own root-owned vnmlib, parses those bytes as data
 (``yaml.safe_load``, then type checks), opens no path of the caller's, and
 runs no program, option list or path taken from them. The admins' hooks run
-back in the caller's process, as the caller, as in the reference.
+back in the caller's process, as the caller, as in the reference; so does a
+handler's ``as_caller`` step (:func:`vnmlib.contract.action.run_driver_action`).
 """
 
 import os

@@ -214,7 +214,7 @@ class VM:
     """The VM as one action sees it; built by :func:`parse_vm`."""
 
     __slots__ = ("id", "deploy_id", "nics", "aliases", "pcis", "rules", "vm_mad",
-                 "vnet_update")
+                 "vnet_update", "libvirt_taps")
 
     def __init__(self, root):
         vm_id = _text(root.find("ID"))
@@ -233,15 +233,23 @@ class VM:
         self.vm_mad = _text(root.find("HISTORY_RECORDS/HISTORY/VM_MAD"))
         update = root.find("TEMPLATE/VNET_UPDATE")
         self.vnet_update = _leaf_attributes(update) if update is not None else {}
+        # {MAC: tap} of the running domain as libvirt has it (vnmlib.host.libvirt_domain,
+        # set by the action's context); empty: taps come from TARGET
+        self.libvirt_taps = {}
 
     def tap_name(self, nic):
         """The host side of a guest NIC.
 
-        KVM uses ``TARGET`` (oned sets ``one-<vm>-<nic>``); LXC names the veth
+        KVM: the tap libvirt has for the NIC's MAC when the domain runs here
+        (the reference's ``get_tap`` reads it from ``virsh dumpxml``), else
+        ``TARGET`` (oned sets ``one-<vm>-<nic>``); LXC names the veth
         ``<deploy_id>-<nic_id>`` (reference §2.0).
         """
         if self.vm_mad == "lxc" and self.deploy_id:
             return check_ifname(f"{self.deploy_id}-{nic.nic_id}", f"{nic.label}: tap")
+        live = self.libvirt_taps.get(nic.mac_attr()) if self.libvirt_taps else None
+        if live:
+            return live
         target = nic.get("TARGET")
         if target:
             return check_ifname(target, f"{nic.label}: TARGET")
