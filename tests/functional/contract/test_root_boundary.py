@@ -211,13 +211,24 @@ def test_install_into_a_root_tree_refuses_another_users_paths(remotes):
 def test_every_driver_and_action_through_the_helper(ns, oneadmin):
     """The user runs every action of every driver (on a VM with none of that driver's
     NICs): each succeeds, privileged parts through sudo; and asked directly, the helper
-    runs exactly the handlers marked privileged and refuses the others."""
+    runs exactly the handlers marked privileged and refuses the others.
+
+    Except: ovswitch's update_sg fails as the reference's (security groups not
+    enforced on Open vSwitch without :ovs_security_groups:), through the helper too;
+    ovn's vnet_create/vnet_delete get a network (their stdin is a VNET, not a VM) and
+    fail on the unreachable northbound database with one line, while its other
+    front-end actions, with no ovn NIC, succeed without contacting it."""
     from vnmlib.contract.context import REQUIRED_ARGS
     from vnmlib.drivers import DRIVER_MODULES, load_driver
 
     base, sudoers = oneadmin
     tree, helper = install(base, sudoers)
+    no_nb = os.path.join(base, "no-northbound.sock")
+    conf = os.path.join(os.path.dirname(tree), "etc", "vnm", "OpenNebulaNetwork.conf")
+    with open(conf, "a", encoding="ascii") as handle:
+        handle.write(f"\n:ovn_nb_connection: unix:{no_nb}\n:ovn_nb_timeout: 2\n")
     vm = b64(vm_xml(42, [bridge_nic(42, 0, "nobr", None, VN_MAD="not-a-driver")]))
+    vnet = b64("<VNET><ID>0</ID><NAME>n</NAME><VN_MAD>ovn</VN_MAD><TEMPLATE/></VNET>")
     args = {"post": ("one-42", "h"), "clean": ("h",), "update_sg": ("one-42",),
             "update_nic": ("one-42", "0"), "vnet_create": ("0",), "vnet_delete": ("0",),
             "remote_post": ("one-42", "h"), "remote_clean": ("h",)}
@@ -227,15 +238,22 @@ def test_every_driver_and_action_through_the_helper(ns, oneadmin):
             if action not in REQUIRED_ARGS:
                 continue
             argv = args.get(action, ())
-            done = run_as_user(ns, tree, helper, driver, action, *argv, stdin=vm)
-            if driver.startswith("ovswitch") and action == "update_sg":
+            network = driver == "ovn" and action.startswith("vnet_")
+            done = run_as_user(ns, tree, helper, driver, action, *argv,
+                               stdin=vnet if network else vm)
+            unsupported = driver.startswith("ovswitch") and action == "update_sg"
+            if unsupported:
                 assert_one_error(done, "not supported")  # as the reference: exit 1
+            elif network:
+                assert_one_error(done, "northbound", no_nb)
             else:
                 assert_ok(done)
             direct = sudo_helper(ns, helper, (driver, action, *argv), frame(vm, None, None))
-            if getattr(handler, "privileged", False):
-                assert_ok(direct)
-            else:
+            if not getattr(handler, "privileged", False):
                 assert_one_error(direct, "no privileged part")
+            elif unsupported:  # the helper ran it: the driver's own refusal, not the helper's
+                assert_one_error(direct, "not supported")
+            else:
+                assert_ok(direct)
             seen += 1
     assert seen >= 8 * 7

@@ -138,6 +138,7 @@ def test_install_upgrade_lifecycle_and_purge(built, root, tmp_path, record_prope
     for path, data in UNTOUCHED.items():
         assert root.read("/" + path) == data
     assert os.readlink(root.file(f"{REMOTES}/vnm/bridge/pre")) == "../run-action"
+    assert os.readlink(root.file(f"{REMOTES}/vnm/ovn/vnet_create")) == "../run-action"
     assert root.read(HOOK) == HOOK_BYTES
     # the package is what `vnm install` lays out: installing again would change nothing
     rows = json.loads(root.run("vnm", "install", "--dry-run", "--json", "--remotes", REMOTES)
