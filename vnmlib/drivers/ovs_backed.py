@@ -6,8 +6,7 @@ They differ in the uplink (:class:`~vnmlib.ovs.need.OvsNeed`: PHYDEV, or
 """
 
 from vnmlib.ovs import actions as ovs_actions
-from vnmlib.errors import VnmError
-from vnmlib.drivers import action_table, privileged
+from vnmlib.drivers import action_table, privileged, with_qos
 
 
 def actions(need_type, uplink_keys):
@@ -25,12 +24,13 @@ def actions(need_type, uplink_keys):
     def clean(ctx):
         ovs_actions.release(ctx, need_type)
 
+    @privileged
     def update_sg(ctx):
-        # the reference's update_sg exits 1 for OVS too: a VM's security groups
-        # would silently not apply, so say so (the anti-spoofing flows stay)
-        raise VnmError(f"Security groups not supported for {ctx.driver} (Open vSwitch "
-                       "networks filter MAC/IP spoofing only)")
+        # without :ovs_security_groups: it exits 1, as the reference's: the VM's
+        # security groups would silently not apply (the anti-spoofing flows stay)
+        ovs_actions.update_security_groups(ctx, need_type)
 
+    @with_qos
     @privileged
     def update_nic(ctx):
         ovs_actions.update(ctx, need_type, uplink_keys)

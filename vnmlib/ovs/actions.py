@@ -4,13 +4,17 @@
 The mechanism of the ovswitch and ovswitch_vxlan drivers, which differ in the
 need (:mod:`vnmlib.ovs.need`: the uplink is PHYDEV, or a VXLAN device).
 
-- ``pre`` (:func:`attach`): bridge, uplink; one ovs-vsctl transaction.
+- ``pre`` (:func:`attach`): bridge, uplink; one ovs-vsctl transaction. For
+  ``BRIDGE_TYPE=openvswitch_dpdk`` also the NICs' vhost-user ports
+  (:mod:`vnmlib.ovs.vhost_user`), which ``post`` adds too when missing.
 - ``post`` (:func:`configure_ports`): each VM port's VLAN settings and vnm's
   mark naming its NIC (one transaction, :mod:`vnmlib.ovs.port_settings`) and its
   flows (one bundle per bridge, :mod:`vnmlib.ovs.flow_plan`).
 - ``clean`` (:func:`release`): the NICs' flows and ports, then the bridge when
   only its uplink is left and no other NIC uses it (SPEC decision 4).
 - ``update_nic`` (:func:`update`): port settings and uplink of a changed network.
+- ``update_sg`` (:func:`update_security_groups`): the flows of the NICs that
+  enforce security groups (``:ovs_security_groups:``, :mod:`vnmlib.ovs.sg_flows`).
 
 Only a port provably the NIC's is configured, re-configured or deleted
 (:mod:`vnmlib.ovs.port_ownership`, issue 23.4).
@@ -21,12 +25,15 @@ uplinks it plans for, the same locks the Linux-bridge drivers use, and reads
 OVSDB under them (:func:`vnmlib.host.change.change_links`, :mod:`vnmlib.ovs.view`).
 """
 
+from vnmlib.errors import VnmError
 from vnmlib.host.change import change_links
 from vnmlib.host.locks import BridgeUsers, nic_user
 from vnmlib.ovs.bridge_plan import plan_attach, plan_release, plan_uplink_swap, wanted_options
 from vnmlib.ovs.flow_plan import plan_flows
 from vnmlib.ovs.port_ownership import owned_taps
 from vnmlib.ovs.port_settings import PORT_KEYS, plan_port_settings, port_columns
+from vnmlib.ovs.sg_flows import enabled as enforces_groups, vm_groups
+from vnmlib.ovs.vhost_user import plan_ports as plan_vhost_ports, uses_vhost_user
 from vnmlib.ovs.view import reader
 
 
@@ -39,9 +46,14 @@ def attach(ctx, need_type):
         need.uplink  # validate PHYDEV / OUTER_VLAN_ID before anything changes
     # recorded before anything is built: a full run directory builds nothing
     records = [(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id)) for need in needs]
+    vm = ctx.vm
+
+    def plan(view):
+        # openvswitch_dpdk: vnm adds the vhost-user ports, before the domain starts
+        return plan_attach(view, needs) + plan_vhost_ports(view.state, vm, needs)
+
     change_links(ctx.log, [name for need in needs for name in need.link_names()],
-                 lambda view: plan_attach(view, needs), read=reader(wanted_options(needs)),
-                 users=records)
+                 plan, read=reader(wanted_options(needs)), users=records)
 
 
 def configure_ports(ctx, need_type):
@@ -60,12 +72,40 @@ def configure_ports(ctx, need_type):
     needs = [need_type(nic, ctx.conf) for nic in nics]
     for need in needs:
         need.uplink  # validate PHYDEV / OUTER_VLAN_ID: the port must not be the uplink
+    if any(enforces_groups(ctx.conf, nic) for nic in nics):
+        vm_groups(vm)  # a bad rule fails before anything changes, naming the rule
+    bridges = sorted({nic.bridge for nic in nics})
+    if not flows_only and any(uses_vhost_user(nic) for nic in nics):
+        # openvswitch_dpdk: a vhost-user port pre did not add (the reference adds it in
+        # both); its own transaction, so that the settings below read its OpenFlow port
+        change_links(ctx.log, bridges, lambda view: plan_vhost_ports(view.state, vm, needs),
+                     read=reader())
 
     def plan(view):
         planned = [] if flows_only else plan_port_settings(view.state, vm, needs)
         return planned + plan_flows(view.state, vm, driver, needs, ctx.conf)
 
-    change_links(ctx.log, sorted({nic.bridge for nic in nics}), plan, read=reader())
+    change_links(ctx.log, bridges, plan, read=reader())
+
+
+def update_security_groups(ctx, need_type):
+    """``update_sg``: every NIC of the driver that enforces security groups gets its
+    flows again, all of a bridge's in one bundle (old rules or new, never none).
+
+    Without ``:ovs_security_groups:`` it fails as the reference's does: the
+    VM's groups would silently not apply.
+    """
+    vm = ctx.vm
+    nics = [nic for nic in vm.driver_nics(ctx.driver) if enforces_groups(ctx.conf, nic)]
+    if not nics:
+        raise VnmError(f"Security groups not supported for {ctx.driver} (Open vSwitch "
+                       "networks filter MAC/IP spoofing only unless :ovs_security_groups: "
+                       "is set)")
+    vm_groups(vm)  # a bad rule fails here, before any lock or change, naming the rule
+    needs = [need_type(nic, ctx.conf) for nic in nics]
+    change_links(ctx.log, sorted({nic.bridge for nic in nics}),
+                 lambda view: plan_flows(view.state, vm, ctx.driver, needs, ctx.conf),
+                 read=reader())
 
 
 def release(ctx, need_type):

@@ -7,25 +7,36 @@ VM is never seen with half of its flows.
 """
 
 from vnmlib.model.config import is_true, nic_conf
-from vnmlib.ovs import flows as ovs_flows, tools as ovs
+from vnmlib.ovs import flows as ovs_flows, sg_flows, tools as ovs
 from vnmlib.ovs.port_ownership import require_port
 
 
 def plan_flows(state, vm, driver, needs, conf, leaving_alias=None):
     """One bundle per bridge replacing the flows of ``needs``' ports (their aliases'
-    addresses too, but ``leaving_alias``'s, which is being detached)."""
+    addresses too, but ``leaving_alias``'s, which is being detached), security
+    groups' flows included for NICs that enforce them (:mod:`vnmlib.ovs.sg_flows`)."""
     by_bridge = {}
+    groups = None  # the VM's rules, parsed once if a NIC enforces them
     for need in needs:
         nic = need.nic
         tap, port = require_port(state, vm, need)
         arp = is_true(nic_conf(conf, nic).get("arp_cache_poisoning"))
         aliases = vm.aliases_of(nic, leaving=leaving_alias, driver=driver)
-        flows = ovs_flows.port_flows(port, nic, aliases, arp)
+        protected = sg_flows.enabled(conf, nic)
+        if protected:
+            groups = sg_flows.vm_groups(vm) if groups is None else groups
+            flows = ovs_flows.port_flows(port, nic, aliases, arp, accept=sg_flows.ENTER)
+            bootp = any(ovs_flows.filters_ip(element) for element in [nic] + list(aliases))
+            flows += sg_flows.protected_flows(port, nic, groups, bootp)
+        else:
+            flows = ovs_flows.port_flows(port, nic, aliases, arp)
         lines, shown = by_bridge.setdefault(nic.bridge, ([], []))
         lines += ovs_flows.replace_lines(port, nic, flows)
-        shown.append(f"{tap} (port {port}, {len(flows)} flows)")
-    return [ovs.FlowBundle(bridge, lines, f"flows of {', '.join(shown)} on {bridge}: "
-                           f"{ovs_flows.PIPELINE}")
+        shown.append(f"{tap} (port {port}, {len(flows)} flows"
+                     f"{', security groups' if protected else ''})")
+    pipeline = ovs_flows.PIPELINE + (f"; security groups: {sg_flows.PIPELINE}"
+                                     if groups is not None else "")
+    return [ovs.FlowBundle(bridge, lines, f"flows of {', '.join(shown)} on {bridge}: {pipeline}")
             for bridge, (lines, shown) in by_bridge.items()]
 
 

@@ -20,9 +20,11 @@ from vnmlib.errors import InputError
 COOKIE_TAG = 0x4F4E
 MAC = r"[0-9a-f]{2}(:[0-9a-f]{2}){5}"  # compiled on first use: pre never needs it
 
-# The addresses a NIC may use, by family (reference §2.6: no VROUTER_IP6*)
+# The addresses a NIC may use, by family; the reference (§2.6) left out a virtual
+# router's IPv6 addresses, so its IPv6 traffic was dropped (OpenNebula #5079)
 IP4_FIELDS = ("IP", "VROUTER_IP")
-IP6_FIELDS = ("IP6", "IP6_GLOBAL", "IP6_LINK", "IP6_ULA")
+IP6_FIELDS = ("IP6", "IP6_GLOBAL", "IP6_LINK", "IP6_ULA", "VROUTER_IP6", "VROUTER_IP6_GLOBAL",
+              "VROUTER_IP6_LINK", "VROUTER_IP6_ULA")
 BOOTP = "udp,nw_src=0.0.0.0/32,tp_src=68,nw_dst=255.255.255.255/32,tp_dst=67"
 PIPELINE = "table=0 note -> table=10 MAC -> table=20 IP -> normal"
 
@@ -71,6 +73,11 @@ def _yes(element, attribute):
     return element.get(attribute).upper() == "YES"
 
 
+def filters_ip(element):
+    """``FILTER_IP_SPOOFING``: the element's table 20 lets the DHCP client's requests out."""
+    return _yes(element, "FILTER_IP_SPOOFING")
+
+
 def _mac(element):
     mac = element.get("MAC").lower()
     if not re.fullmatch(MAC, mac):
@@ -84,8 +91,9 @@ def _addresses(element, fields, version):
     return [str(address) for address in found if address is not None]
 
 
-def spoofing_flows(port, element, arp_cache_poisoning):
-    """The anti-spoofing flows of a NIC or NIC_ALIAS on ``port`` (``FILTER_*_SPOOFING``)."""
+def spoofing_flows(port, element, arp_cache_poisoning, accept="normal"):
+    """The anti-spoofing flows of a NIC or NIC_ALIAS on ``port`` (``FILTER_*_SPOOFING``);
+    ``accept``: what table 20 does with a frame it lets through."""
     flows = []
     at = f"in_port={port}"
     if _yes(element, "FILTER_MAC_SPOOFING"):
@@ -98,20 +106,20 @@ def spoofing_flows(port, element, arp_cache_poisoning):
     if _yes(element, "FILTER_IP_SPOOFING"):
         for ip in _addresses(element, IP4_FIELDS, 4):
             if arp_cache_poisoning:
-                flows.append(f"table=20,{at},arp,nw_src={ip},priority=50000,actions=normal")
-            flows.append(f"table=20,{at},ip,nw_src={ip},priority=45000,actions=normal")
+                flows.append(f"table=20,{at},arp,nw_src={ip},priority=50000,actions={accept}")
+            flows.append(f"table=20,{at},ip,nw_src={ip},priority=45000,actions={accept}")
         if arp_cache_poisoning:
             # any other ARP, e.g. a gratuitous ARP claiming another VM's address
             flows.append(f"table=20,{at},arp,priority=49000,actions=drop")
-        flows.append(f"table=20,{at},{BOOTP},priority=44000,actions=normal")  # DHCP client
+        flows.append(f"table=20,{at},{BOOTP},priority=44000,actions={accept}")  # DHCP client
         for ip6 in _addresses(element, IP6_FIELDS, 6):
-            flows.append(f"table=20,{at},ipv6,ipv6_src={ip6},priority=45000,actions=normal")
+            flows.append(f"table=20,{at},ipv6,ipv6_src={ip6},priority=45000,actions={accept}")
         for nd_type in (133, 135):  # router / neighbour solicitation during address set-up
             flows.append(f"table=20,{at},icmp6,icmp_type={nd_type},ipv6_src=::,"
-                         "priority=44000,actions=normal")
+                         f"priority=44000,actions={accept}")
         flows.append(f"table=20,{at},ip,priority=40000,actions=drop")
         flows.append(f"table=20,{at},ipv6,priority=40000,actions=drop")
-        flows += _advert_flows(at, _addresses(element, IP6_FIELDS, 6))
+        flows += _advert_flows(at, _addresses(element, IP6_FIELDS, 6), accept)
     return flows
 
 
@@ -136,10 +144,10 @@ def _link_layer_flows(at, mac, arp_cache_poisoning):
     return flows
 
 
-def _advert_flows(at, own6):
+def _advert_flows(at, own6, accept):
     """A neighbour advertisement may claim only the NIC's own addresses (``nd_target``)."""
     flows = [f"table=20,{at},icmp6,icmp_type=136,icmp_code=0,ipv6_src={source},"
-             f"nd_target={target},priority={OWN_NA},actions=normal"
+             f"nd_target={target},priority={OWN_NA},actions={accept}"
              for target in own6 for source in own6]
     flows.append(f"table=20,{at},icmp6,icmp_type=136,priority={OTHER_NA},actions=drop")
     return flows
@@ -159,8 +167,9 @@ def tag_flows(port):
             f"{at},dl_type=0x88a8,priority={TAG_DROP},actions=drop"]
 
 
-def port_flows(port, nic, aliases, arp_cache_poisoning):
-    """Every flow of ``nic``'s port: the pipeline, its and its aliases' anti-spoofing.
+def port_flows(port, nic, aliases, arp_cache_poisoning, accept="normal"):
+    """Every flow of ``nic``'s port: the pipeline, its and its aliases' anti-spoofing;
+    ``accept``: where table 20 sends what it lets through (security groups' tables).
 
     The reference added the aliases' flows one ``add-flow`` at a time after the
     NIC's, and equal flows replaced each other; the union below is that end state.
@@ -168,10 +177,10 @@ def port_flows(port, nic, aliases, arp_cache_poisoning):
     at = f"in_port={port}"
     flows = [f"table=0,{at},priority=100,actions=note:{note(nic)},resubmit(,10)",
              f"table=10,{at},priority=100,actions=resubmit(,20)",
-             f"table=20,{at},priority=100,actions=normal"]
+             f"table=20,{at},priority=100,actions={accept}"]
     filtered = False
     for element in [nic] + list(aliases):
-        flows += spoofing_flows(port, element, arp_cache_poisoning)
+        flows += spoofing_flows(port, element, arp_cache_poisoning, accept)
         filtered |= _yes(element, "FILTER_MAC_SPOOFING") or _yes(element, "FILTER_IP_SPOOFING")
     if filtered:
         flows += tag_flows(port)

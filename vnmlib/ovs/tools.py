@@ -125,7 +125,9 @@ def read_state(options=()):
             "Bridge": ["name", "ports"] + sorted(names - {"name", "ports"}),
             "Port": ["_uuid", "name", "tag", "trunks", "vlan_mode", "cvlans", "other_config",
                      "external_ids"],
-            "Interface": ["name", "type", "ofport", "error", "mtu_request", "external_ids"],
+            # options: a vhost-user port's socket (vnmlib.ovs.vhost_user)
+            "Interface": ["name", "type", "ofport", "error", "mtu_request", "external_ids",
+                          "options"],
             "Open_vSwitch": ["other_config"],
         })
     existing = {row["name"]: row for row in rows["Bridge"]}
@@ -166,11 +168,15 @@ FLOW_FIELDS = r"cookie=(0x[0-9a-f]+).*?\bin_port=([0-9]+).*?actions=note:([0-9a-
 
 
 def noted_ports(bridge):
-    """[(cookie, in_port, note)] of the table-0 flows that carry a note.
+    """[(cookie, in_port, note)] of the table-0 flows without a cookie that carry a note.
 
     Flows the reference drivers made (no cookie) are found by their note only.
+    Only those are asked for (``cookie=0/-1``, which OVS answers from its cookie
+    index): vnm's own flows, a few per protected NIC in table 0, are found by
+    their cookie, and reading them all made ``clean`` grow with the bridge.
     """
-    out = ofctl(["--no-names", "dump-flows", bridge, "table=0"], f"reading flows of {bridge}")
+    out = ofctl(["--no-names", "dump-flows", bridge, "table=0,cookie=0/-1"],
+                f"reading flows of {bridge}")
     found = []
     for line in out.splitlines():
         match = re.search(FLOW_FIELDS, line)
