@@ -4,17 +4,21 @@ The handlers select NICs by ``ctx.driver`` so that drivers built on the
 bridge (fw) reuse them for their own NICs.
 """
 
-from vnmlib.drivers import action_table, privileged, succeed
+from vnmlib.drivers import action_table, privileged, succeed, with_qos
 from vnmlib.host import port_owner, steps
 from vnmlib.host.change import change_links
-from vnmlib.linux import bridge as linux_bridge
+from vnmlib.linux import bridge as linux_bridge, tproxy
 from vnmlib.model.naming import check_ifname, old_vlan_ranges
 
 
 @privileged
 def pre(ctx):
     # pre ignores ATTACH: creating what exists already is a no-op (reference §5.4).
-    linux_bridge.attach(ctx, ctx.vm.driver_nics(ctx.driver))
+    nics = ctx.vm.driver_nics(ctx.driver)
+    proxies = tproxy.wanted(ctx, nics)  # a bad :tproxy: fails before any change
+    linux_bridge.attach(ctx, nics)
+    # the reference's TProxy.setup_tproxy(:up)
+    tproxy.attach(ctx, proxies, lambda: linux_bridge.release(ctx, nics))
 
 
 @privileged
@@ -43,9 +47,12 @@ def clean(ctx):
     plugged = ctx.vm.hotplugged()
     if plugged is not None and plugged.kind != "NIC":
         return  # alias or PCI hot-plug: no bridge-level work (reference special_hotplug?)
-    linux_bridge.release(ctx, ctx.vm.scoped_nics(ctx.driver))
+    nics = ctx.vm.scoped_nics(ctx.driver)
+    linux_bridge.release(ctx, nics)
+    tproxy.release(ctx, nics)  # with the bridge's last guest
 
 
+@with_qos
 @privileged
 def update_nic(ctx):
     """Live vnet update: ``VNET_UPDATE`` holds the old PHYDEV / VLAN_TAGGED_ID."""

@@ -11,15 +11,17 @@ port, the VMs' own connections to other hosts included).
 
 Protect first, expose after, as elastic: the routed security groups (§7.4)
 go in before the route; a failure removes what was applied and the groups.
+The nat chains of all the action's NICs are one step (:class:`ForwardPorts`):
+one read of the nat table's jumps, one transaction.
 """
 
 import re
 
 from vnmlib import firewall
 from vnmlib.errors import VnmError
-from vnmlib.host.locks import FirewallLock
 from vnmlib.elastic import nat, routed
-from vnmlib.elastic.routed import ReplaceNat
+from vnmlib.host import steps
+from vnmlib.host.locks import FirewallLock
 from vnmlib.nodeport.targets import Ports
 
 _DNAT_CHAIN = re.compile(r"one-([0-9]+)-([0-9]+)-dnat")
@@ -48,9 +50,10 @@ def _forwarded(tokens):
     return Ports(int(first), int(last or first))
 
 
-def claimed(backend, skip):
-    """[(chain, Ports)] forwarded by the NICs' dnat chains other than ``skip``."""
-    chains = sorted({hook_target for hook, hook_target in nat.read_jumps(backend)
+def claimed(backend, jumps, skip):
+    """[(chain, Ports)] forwarded by the NICs' dnat chains other than ``skip``
+    (their names from ``jumps``, the nat table's jumps)."""
+    chains = sorted({hook_target for hook, hook_target in jumps
                      if hook == "PREROUTING" and _DNAT_CHAIN.fullmatch(hook_target)
                      and hook_target not in skip})
     listed = backend.list_rules([(4, "nat", name) for name in chains]) if chains else {}
@@ -68,11 +71,9 @@ def _owner(chain):
     return f"VM {vm_id} NIC {nic_id}"
 
 
-def check_free(backend, targets):
+def check_free(backend, jumps, targets):
     """Refuse a target whose host ports another NIC (or another target) forwards already."""
-    ours = {nat.chain(t.base, "dnat") for t in targets}
-    with FirewallLock():
-        taken = claimed(backend, ours)
+    taken = claimed(backend, jumps, {nat.chain(t.base, "dnat") for t in targets})
     for t in targets:
         for chain, ports in taken:
             if ports.overlaps(t.external):
@@ -81,26 +82,67 @@ def check_free(backend, targets):
         taken.append((nat.chain(t.base, "dnat"), t.external))
 
 
+class ForwardPorts(steps.Step):
+    """Every target's nat chains set (``expose``) or removed, in one transaction.
+
+    Under one firewall lock the nat table's jumps are read once: they name the
+    other NICs' dnat chains for the check that no host port is forwarded twice,
+    and tell the operations which jumps exist. The check is part of the step,
+    so it holds until the rules are written; refused, the steps before it
+    (route, proxy ARP) are undone and the security groups removed.
+    """
+
+    def __init__(self, targets, backend, expose=True):
+        self.targets, self.backend, self.expose = targets, backend, expose
+        self.changed = None  # unknown until applied
+
+    def describe(self):
+        if self.expose:
+            return "; ".join(f"nat chains {t.base}-dnat/-snat: TCP host ports {t.external} -> "
+                             f"{t.ip}:{t.internal.first}-{t.internal.last}, masquerade"
+                             for t in self.targets)
+        if self.changed is False:
+            return "nat chains: none present, nothing to change"
+        return "; ".join(f"nat chains {t.base}-dnat/-snat removed" for t in self.targets)
+
+    def apply(self, nl):
+        with FirewallLock():
+            jumps = nat.read_jumps(self.backend)
+            if self.expose:
+                check_free(self.backend, jumps, self.targets)
+            ops = []
+            for t in self.targets:
+                if self.expose or any(name.startswith(f"{t.base}-") for _, name in jumps):
+                    ops += nat.operations(t.base, rules(t) if self.expose else {}, jumps)
+            self.changed = bool(ops)
+            if not ops:
+                return
+            why = self.backend.apply_tables({(4, "nat"): ops})[(4, "nat")]
+        if why:
+            raise VnmError(f"nat chains of {', '.join(t.label for t in self.targets)}: {why}")
+
+    def undo(self):
+        return ForwardPorts(self.targets, self.backend, expose=False) if self.expose else None
+
+
 def plan_up(view, targets, backend):
     planned = []
     for t in targets:
         planned += routed.plan_reach(view, t)
-        planned.append(ReplaceNat(t.base, rules(t), t.label, backend))
-    return planned
+    return planned + [ForwardPorts(targets, backend)]
 
 
 def plan_down(view, users, targets, backend):
-    planned = []
+    planned = [ForwardPorts(targets, backend, expose=False)]
     for t in targets:
-        planned.append(ReplaceNat(t.base, {}, t.label, backend))
         planned += routed.plan_unreach(view, users, t)
     return planned
 
 
 def up(ctx, targets):
-    """post: no host port taken twice, then routed security groups, route, proxy ARP, nat."""
+    """post: routed security groups, route, proxy ARP, then the nat chains once no host
+    port is taken twice (else all of it undone)."""
     backend = firewall.backend_of(ctx.conf)
-    check_free(backend, targets)
     routed.up(ctx, targets, [t.bridge for t in targets],
               lambda view: plan_up(view, targets, backend), "nodeport")
 
