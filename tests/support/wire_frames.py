@@ -6,10 +6,13 @@ counts it whatever its tags. Run with an interpreter that has scapy (Debian's
 python3-scapy, or the venv's pip scapy).
 
 send IFACE KIND [key=value…]   send one frame of KIND (see FRAMES), repeated ``count=N`` times
-sniff IFACE SECONDS [icmp=IP | nd=TARGET]
+                               (``inter=S`` seconds apart)
+sniff IFACE SECONDS [icmp=IP | nd=TARGET | ra=PREFIX | src=IP]
                                print "ready"; after a line on stdin (the sender is done)
                                and SECONDS more, how many frames carried MARKER (or, with
-                               icmp=IP, echo requests to IP; with nd=TARGET, NS/NA about it)
+                               icmp=IP, echo requests to IP; with nd=TARGET, NS/NA about it;
+                               with ra=PREFIX, router advertisements of PREFIX; with
+                               src=IP, only those whose IP or ARP sender is IP)
 """
 
 import random
@@ -37,6 +40,12 @@ def _l2(args, ether_type_layers):
 
 def udp(args):
     return _l2(args, IP(src=args["sip"], dst=args["dip"]) /
+               UDP(sport=int(args.get("sport", 40000)), dport=int(args.get("dport", 9)))
+               / Raw(MARKER))
+
+
+def udp6(args):
+    return _l2(args, IPv6(src=args["sip"], dst=args["dip"]) /
                UDP(sport=int(args.get("sport", 40000)), dport=int(args.get("dport", 9)))
                / Raw(MARKER))
 
@@ -103,7 +112,7 @@ def random_macs(args):
     return frames
 
 
-FRAMES = {"udp": udp, "arp": arp, "rarp": rarp, "na": na, "ns": ns, "dad": dad, "ra": ra,
+FRAMES = {"udp": udp, "udp6": udp6, "arp": arp, "rarp": rarp, "na": na, "ns": ns, "dad": dad, "ra": ra,
           "other-type": other_type, "syn": syn, "random-macs": random_macs}
 
 
@@ -111,7 +120,8 @@ def send(iface, kind, args):
     frames = FRAMES[kind](args)
     if not isinstance(frames, list):
         frames = [frames] * int(args.get("count", 1))
-    sendp(frames, iface=iface)
+    # inter=SECONDS between frames: a VM that keeps sending while its tap is plugged in
+    sendp(frames, iface=iface, inter=float(args.get("inter", 0)))
     return 0
 
 
@@ -127,6 +137,19 @@ def sniff(iface, seconds, args):
         def match(pkt):
             return any(kind in pkt and pkt[kind].tgt == target
                        for kind in (ICMPv6ND_NS, ICMPv6ND_NA))
+    elif "ra" in args:  # router advertisements of this prefix (they carry no marker)
+        prefix = args["ra"]
+
+        def match(pkt):
+            return (ICMPv6NDOptPrefixInfo in pkt
+                    and pkt[ICMPv6NDOptPrefixInfo].prefix == prefix)
+    elif "src" in args:  # marked frames from src (not the receiver's ICMP error quoting one)
+        source = args["src"]
+
+        def match(pkt):
+            return MARKER in bytes(pkt) and (IP in pkt and pkt[IP].src == source
+                                             or IPv6 in pkt and pkt[IPv6].src == source
+                                             or ARP in pkt and pkt[ARP].psrc == source)
     else:
         def match(pkt):
             return MARKER in bytes(pkt)

@@ -26,7 +26,7 @@ def test_no_filters_still_admits_only_untagged_ip_arp_rarp():
     body = text(guard())
     assert "ether saddr" not in body and "arp saddr" not in body
     assert "chain tagged" not in body and "8021q" not in body
-    assert "ether type vmap { ip : accept, ip6 : jump ipv6, arp : jump arp_check, " \
+    assert "ether type vmap { ip : jump ipv4, ip6 : jump ipv6, arp : jump arp_check, " \
            "0x8035 : jump rarp_check }" in body
     assert 'hook ingress device "one-30-0" priority 0; policy drop;' in body
 
@@ -56,10 +56,39 @@ def test_a_bad_vlan_list_names_the_nic_and_attribute():
 def test_render_replaces_and_removes_idempotently():
     lines = render([guard()], ["one-9-1"]).splitlines()
     # declaring before deleting: deleting a missing table is no error
-    assert lines[:4] == ["table netdev one-30-0", "delete table netdev one-30-0",
-                         "table netdev one-9-1", "delete table netdev one-9-1"]
-    assert lines[4] == "table netdev one-30-0 {"
+    # both families: post's netdev guard replaces pre's interim bridge table
+    assert lines[:8] == ["table netdev one-30-0", "delete table netdev one-30-0",
+                         "table bridge one-30-0", "delete table bridge one-30-0",
+                         "table netdev one-9-1", "delete table netdev one-9-1",
+                         "table bridge one-9-1", "delete table bridge one-9-1"]
+    assert lines[8] == "table netdev one-30-0 {"
     assert render() == ""
+
+
+def test_before_the_tap_exists_the_interim_guard_matches_it_by_name():
+    wire = guard(FILTER_MAC_SPOOFING="YES")
+    wire.before_tap = True
+    body = text(wire)
+    assert body.startswith("table bridge one-30-0 {")
+    assert "type filter hook prerouting priority -200; policy accept;" in body
+    assert 'iifname != "one-30-0" accept' in body
+    assert "hook ingress" not in body
+    # the same checks follow, and anything else the tap sends is dropped
+    wire.before_tap = False
+    assert body.split('iifname != "one-30-0" accept')[1] == \
+        text(wire).split("policy drop;")[1]
+
+
+def test_dhcp_server_replies_and_router_advertisements_are_dropped_unless_allowed():
+    body = text(guard())
+    assert "udp sport 67 udp dport 68 counter drop" in body
+    assert "udp sport 547 udp dport 546 counter drop" in body
+    assert "icmpv6 type nd-router-advert counter drop" in body
+    base = {"NIC_ID": "0", "MAC": "02:00:0a:1b:00:1e"}
+    router = text(WireGuard("one-30-0", "one-30-0", Nic("NIC", base, 30), {4: [], 6: []},
+                            0, False, False))
+    assert "sport 67" not in router and "sport 547" not in router
+    assert "nd-router-advert" not in router
 
 
 def test_without_mac_filtering_the_other_source_macs_are_bounded():

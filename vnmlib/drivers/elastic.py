@@ -143,6 +143,13 @@ def update_sg(ctx):
     security_groups().update_sg(ctx, bridged=False)
 
 
-# pre: the reference's NoVLANDriver, i.e. the bridge (and PHYDEV)
-ACTIONS = action_table(bridge.pre, post, clean, update_sg, succeed,
+@privileged
+def pre(ctx):
+    """The reference's NoVLANDriver, i.e. the bridge (and PHYDEV); then the routed
+    security groups, before the tap exists (:func:`vnmlib.firewall.pre`)."""
+    security_groups().pre(ctx, lambda: bridge.pre(ctx), lambda: bridge.clean(ctx),
+                          bridged=False)
+
+
+ACTIONS = action_table(pre, post, clean, update_sg, succeed,
                        remote_post=remote_post, remote_clean=remote_clean)

@@ -2,8 +2,13 @@
 
 from vnmlib.drivers import action_table, bridge, privileged, security_groups
 
-pre = bridge.pre  # identical to bridge/pre (reference NoVLANDriver)
 update_nic = bridge.update_nic
+
+
+@privileged
+def pre(ctx):
+    # bridge/pre (reference NoVLANDriver), then the NICs' protection, before the taps exist
+    security_groups().pre(ctx, lambda: bridge.pre(ctx), lambda: bridge.clean(ctx))
 
 
 @privileged

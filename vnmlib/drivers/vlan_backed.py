@@ -6,8 +6,8 @@ bridge VLAN filters (802.1Q: QinQ ``CVLANS`` and ``VLAN_TAGGED_ID`` trunks;
 vxlan: none, reference §2.5).
 """
 
-from vnmlib.linux import vlan_bridge
-from vnmlib.drivers import action_table, privileged, security_groups
+from vnmlib.linux import tproxy, vlan_bridge
+from vnmlib.drivers import action_table, privileged, security_groups, with_qos
 
 
 def actions(need_type, vlan_filters):
@@ -15,7 +15,9 @@ def actions(need_type, vlan_filters):
 
     @privileged
     def pre(ctx):
-        vlan_bridge.attach(ctx, need_type)
+        # the links, then the NICs' protection, before the taps exist
+        security_groups().pre(ctx, lambda: _attach(ctx, need_type),
+                              lambda: _release(ctx, need_type))
 
     @privileged
     def post(ctx):
@@ -27,15 +29,31 @@ def actions(need_type, vlan_filters):
     def clean(ctx):
         # bridge and device first, then the rules (the reference's order; vxlan's
         # reference removed the rules twice, once is enough)
-        vlan_bridge.release(ctx, need_type)
+        _release(ctx, need_type)
         security_groups().clean(ctx)
 
     @privileged
     def update_sg(ctx):
         security_groups().update_sg(ctx)
 
+    @with_qos
     @privileged
     def update_nic(ctx):
         vlan_bridge.update(ctx, need_type, filters=vlan_filters)
 
     return action_table(pre, post, clean, update_sg, update_nic)
+
+
+def _attach(ctx, need_type):
+    """Bridge and device, then the bridge's TProxy (the reference's VLANDriver#activate)."""
+    nics = vlan_bridge.network_nics(ctx.vm.driver_nics(ctx.driver))
+    proxies = tproxy.wanted(ctx, nics, need_type)
+    vlan_bridge.attach(ctx, need_type)
+    tproxy.attach(ctx, proxies, lambda: vlan_bridge.release(ctx, need_type))
+
+
+def _release(ctx, need_type):
+    vlan_bridge.release(ctx, need_type)
+    plugged = ctx.vm.hotplugged()
+    if plugged is None or plugged.kind == "NIC":  # vlan_bridge.release's own rule
+        tproxy.release(ctx, vlan_bridge.network_nics(ctx.vm.scoped_nics(ctx.driver)), need_type)

@@ -38,8 +38,25 @@ What passes (everything else is dropped, and counted):
   computes IP6_LINK) or, for duplicate address detection, ``::``; an NA may
   claim only those addresses as its target.
 
+- no server side of host configuration (``:dhcp_server_guard:``,
+  ``:ra_guard:``, per network ``CONF="ra_guard=false"`` for a router VM):
+  DHCP server replies (UDP 67 → 68), DHCPv6 server replies (UDP 547 → 546)
+  and router advertisements (ICMPv6 134) are dropped, so a VM cannot hand
+  its neighbours addresses, a gateway or a DNS server (RFC 6105's RA guard,
+  a switch's DHCP snooping). nft finds the transport header behind IPv6
+  extension headers, so an RA behind a hop-by-hop header is caught too.
+
 The frame's IP payload is left to the iptables chains (security groups,
 IP anti-spoofing), which run after this.
+
+**Before the tap exists** (``pre``, :attr:`WireGuard.before_tap`): a netdev
+chain names its device, and older kernels refuse a device that does not
+exist (ENOENT: Debian 12's 6.1 does; 6.18, this project's CI kernel, binds
+the chain when the device appears). There the guard is written, until
+``post`` replaces it, as a ``bridge`` family table of the same name whose
+prerouting chain (also before MAC learning) matches the tap by name
+(``iifname``): the same checks, paid by every bridged frame on the host for
+the seconds between ``pre`` and ``post`` only.
 """
 
 import ipaddress
@@ -47,12 +64,14 @@ import ipaddress
 from vnmlib.model.naming import parse_vlan_ranges
 
 FAMILY = "netdev"
+INTERIM_FAMILY = "bridge"  # the guard before the tap exists, where netdev cannot be bound yet
+FAMILIES = (FAMILY, INTERIM_FAMILY)
 # ICMPv6 ND: type(8) code(8) checksum(16) reserved/flags(32), target(128), then
 # options; the only option Linux, Windows and BSD put into an NS or NA is the
 # source (type 1) or target (type 2) link-layer address, 8 bytes for Ethernet.
 ND_HEADER = 24
 ND_WITH_LLADDR = 32
-_ETHER_TYPES = "ip : accept, ip6 : jump ipv6, arp : jump arp_check"
+_ETHER_TYPES = "ip : jump ipv4, ip6 : jump ipv6, arp : jump arp_check"
 LEARNED_TIMEOUT = "300s"  # the bridge's default ageing_time: a MAC forgotten there frees its place
 
 
@@ -74,9 +93,15 @@ def _set(items):
 class WireGuard:
     """The wanted guard of one NIC's tap (pure: building it touches nothing)."""
 
-    def __init__(self, table, tap, nic, addresses, mac_limit=0):
+    def __init__(self, table, tap, nic, addresses, mac_limit=0, dhcp_server_guard=True,
+                 ra_guard=True):
         self.table = table
         self.tap = tap
+        # set by the caller: the tap does not exist yet, and this kernel cannot
+        # hook a missing device (then the guard is the interim bridge table)
+        self.before_tap = False
+        self.dhcp_server_guard = dhcp_server_guard
+        self.ra_guard = ra_guard
         self.mac = nic.mac_attr() if nic.get("FILTER_MAC_SPOOFING").upper() == "YES" else ""
         self.own_mac = nic.mac_attr()
         # without MAC filtering: at most this many other source MACs at a time
@@ -100,8 +125,17 @@ class WireGuard:
 
     # -- the table ------------------------------------------------------------
 
+    @property
+    def family(self):
+        return INTERIM_FAMILY if self.before_tap else FAMILY
+
     def _ingress(self):
-        rules = [f'type filter hook ingress device "{self.tap}" priority 0; policy drop;']
+        if self.before_tap:
+            # every bridged frame of the host passes here: all but the tap's go on
+            rules = ["type filter hook prerouting priority -200; policy accept;",
+                     f'iifname != "{self.tap}" accept']
+        else:
+            rules = [f'type filter hook ingress device "{self.tap}" priority 0; policy drop;']
         if self.mac:
             rules.append(f"ether saddr != {self.mac} counter drop")
         if self.mac_limit:
@@ -141,9 +175,21 @@ class WireGuard:
         rules.append("accept")
         return rules
 
+    def _ipv4(self):
+        rules = []
+        if self.dhcp_server_guard:
+            rules.append("udp sport 67 udp dport 68 counter drop")
+        rules.append("accept")
+        return rules
+
     def _ipv6(self):
-        return ["icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } jump nd_check",
-                "accept"]
+        rules = []
+        if self.ra_guard:
+            rules.append("icmpv6 type nd-router-advert counter drop")
+        if self.dhcp_server_guard:
+            rules.append("udp sport 547 udp dport 546 counter drop")
+        return rules + ["icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } jump nd_check",
+                        "accept"]
 
     def _nd(self):
         rules = [
@@ -175,7 +221,7 @@ class WireGuard:
     def chains(self):
         """[(name, [rule text])] in the order nft must declare them (jump targets first)."""
         chains = [("arp_check", self._arp()), ("rarp_check", self._rarp()),
-                  ("nd_check", self._nd()), ("ipv6", self._ipv6())]
+                  ("nd_check", self._nd()), ("ipv4", self._ipv4()), ("ipv6", self._ipv6())]
         if self.vids:
             chains.append(("tagged", self._tagged()))
         chains.append(("ingress", self._ingress()))
@@ -183,7 +229,7 @@ class WireGuard:
 
     def script(self):
         """The body of ``table netdev <table> { … }``."""
-        lines = [f"table {FAMILY} {self.table} {{",
+        lines = [f"table {self.family} {self.table} {{",
                  f'\tcomment "vnm: what {self.tap} may send"']
         if self.mac_limit:
             # as long as the bridge remembers a MAC (its default ageing time)
@@ -204,18 +250,37 @@ def render(install=(), remove=()):
     ``table X`` then ``delete table X`` makes deleting a missing table a no-op
     (nft 1.0.6 has no ``destroy``), so the transaction is idempotent; a guard
     is replaced by deleting and re-creating its table in the same transaction,
-    which the kernel commits at once.
+    which the kernel commits at once. Both families go: ``post``'s netdev guard
+    replaces ``pre``'s interim bridge table in the same commit.
     """
     lines = []
     for table in [g.table for g in install] + list(remove):
-        lines += [f"table {FAMILY} {table}", f"delete table {FAMILY} {table}"]
+        for family in FAMILIES:
+            lines += [f"table {family} {table}", f"delete table {family} {table}"]
     for guard in install:
         lines += guard.script()
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def apply(install=(), remove=()):
-    """Commit :func:`render`'s transaction with the host's ``nft``."""
+def missing(guards):
+    """The ``guards`` whose table does not exist yet, in either family."""
+    from vnmlib.host import process
+
+    listed = process.run([process.which("nft"), "list", "tables"]).check(
+        "listing the wire guards (nftables tables)").stdout.split()
+    # "table <family> <name>" per line
+    present = {(listed[i + 1], listed[i + 2]) for i in range(len(listed) - 2)
+               if listed[i] == "table"}
+    return [g for g in guards if not any((f, g.table) in present for f in FAMILIES)]
+
+
+def apply(install=(), remove=(), absent=()):
+    """Commit :func:`render`'s transaction with the host's ``nft``.
+
+    ``absent``: the guards of ``install`` whose tap does not exist yet. They
+    are tried as netdev chains first (newer kernels hook the device when it
+    appears); a kernel that refuses them gets them as interim bridge tables.
+    """
     from vnmlib.host import process
     from vnmlib.errors import VnmError
 
@@ -228,5 +293,10 @@ def apply(install=(), remove=()):
         if install:
             raise
         return  # a host without nft has no guard to remove
-    process.run([nft, "-f", "-"], text).check("applying the wire guard (nftables netdev table)")
+    result = process.run([nft, "-f", "-"], text)
+    if not result.ok and absent:
+        for guard in absent:
+            guard.before_tap = True
+        result = process.run([nft, "-f", "-"], render(install, remove))
+    result.check("applying the wire guard (nftables netdev table)")
 

@@ -84,7 +84,7 @@ class NicFirewall:
     """The wanted firewall state of one NIC (with its aliases' addresses)."""
 
     def __init__(self, vm, nic, aliases, groups, maxelem, bridged, tap, conntrack_limit=0,
-                 mac_limit=0):
+                 mac_limit=0, server_guards=(True, True)):
         self.label = nic.label
         self.chain = f"one-{vm.id}-{nic.nic_id}"
         self.chain_in = f"{self.chain}-i"
@@ -115,7 +115,7 @@ class NicFirewall:
         # routed (elastic) NICs are not bridged by vnm's rules
         self.guard = WireGuard(self.chain, tap, nic, {
             f: [a for field in SPOOF_FIELDS[f] for a in addresses[f][field]]
-            for f in FAMILIES}, mac_limit) if bridged else None
+            for f in FAMILIES}, mac_limit, *server_guards) if bridged else None
 
     # -- addresses ----------------------------------------------------------
 

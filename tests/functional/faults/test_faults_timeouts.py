@@ -33,9 +33,13 @@ def fw_vm(vm_id, bridge="tobr"):
 
 
 def prepared(ns, vm_id, tree):
-    """pre and the tap: ready for post."""
+    """pre and the tap: ready for post. Returns the NIC's rules and ipsets as pre left them
+    (protected already: a failing post must leave exactly that)."""
     assert_ok(ns.run("fw", "pre", stdin=fw_vm(vm_id), tree=tree))
     ns.add_tap(f"one-{vm_id}-0", "tobr")
+    protected = mine(ns, vm_id)
+    assert protected[0] and protected[1], protected
+    return protected
 
 
 def start(ns, tree, action, vm_id, *args, env=None):
@@ -67,8 +71,7 @@ def mine(ns, vm_id):
 def test_a_stopped_action_holding_the_firewall_lock_blocks_others_only_for_lock_timeout(
         ns, tmp_path):
     tree = conf_tree(tmp_path, lock_timeout=2, tool_timeout=6)
-    for vm_id in (71, 72):
-        prepared(ns, vm_id, tree)
+    before = {vm_id: prepared(ns, vm_id, tree) for vm_id in (71, 72)}
     bindir = os.path.join(str(tmp_path), "bin")
     wrap(bindir, "ipset", "stop", nth=2)  # 1: ipset list -n; 2: ipset restore (the load)
     stuck = start(ns, tree, "post", 71, "one-71", "node1", env={"PATH": path_with(bindir)})
@@ -90,14 +93,14 @@ def test_a_stopped_action_holding_the_firewall_lock_blocks_others_only_for_lock_
     waited = time.monotonic() - began
     line = assert_one_error(other, "lock_timeout", "the lock of firewall", "(post, VM 71)")
     assert 1.8 < waited < 5, (waited, line)
-    assert mine(ns, 72) == ([], [])
+    assert mine(ns, 72) == before[72]
 
     # the stopped tool is killed after tool_timeout: the action fails, nothing half-done
     out, err = stuck.communicate(timeout=30)
     assert stuck.returncode == 1
     errors = [x for x in err.decode().splitlines() if x.startswith("ERROR:")]
     assert len(errors) == 1 and "ipset restore did not finish within 6 s" in errors[0], err
-    assert mine(ns, 71) == ([], [])
+    assert mine(ns, 71) == before[71]
     # and the lock is free again: the other VM's post works now
     assert_ok(ns.run("fw", "post", "one-72", "node1", stdin=fw_vm(72), tree=tree))
     assert "held locks:" not in vnm(ns, "status").stdout
@@ -130,7 +133,7 @@ def test_a_pre_waiting_for_a_bridge_lock_names_its_holder(ns, tmp_path):
 @pytest.mark.parametrize("family_tool", ["iptables", "ipset"])
 def test_a_hung_tool_is_killed_after_tool_timeout(ns, tmp_path, family_tool):
     tree = conf_tree(tmp_path, tool_timeout=2)
-    prepared(ns, 75, tree)
+    before = prepared(ns, 75, tree)
     bindir = os.path.join(str(tmp_path), "bin")
     # iptables: the first read of the chains; ipset: the first listing
     wrap(bindir, family_tool, "hang", nth=1)
@@ -139,7 +142,7 @@ def test_a_hung_tool_is_killed_after_tool_timeout(ns, tmp_path, family_tool):
                   env={"PATH": path_with(bindir)})
     assert time.monotonic() - began < 8
     assert_one_error(done, family_tool, "did not finish within 2 s (tool_timeout): killed")
-    assert mine(ns, 75) == ([], [])
+    assert mine(ns, 75) == before
 
 
 def test_another_programs_xtables_lock_stops_vnm_only_for_a_bounded_time(ns, tmp_path):
@@ -149,6 +152,8 @@ def test_another_programs_xtables_lock_stops_vnm_only_for_a_bounded_time(ns, tmp
     env = dict(firewall.env, XTABLES_LOCKFILE=lockfile)  # iptables-legacy's lock, ours alone
     assert_ok(ns.run("fw", "pre", stdin=fw_vm(76), tree=tree, env=env))
     ns.add_tap("one-76-0", "tobr")
+    before = [x for x in ns.exec("iptables-legacy", "-S").splitlines() if "one-76" in x]
+    assert before  # protected by pre already
     fd = os.open(lockfile, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # the other program
@@ -158,5 +163,5 @@ def test_another_programs_xtables_lock_stops_vnm_only_for_a_bounded_time(ns, tmp
         assert_one_error(done, "xtables lock", "Stopped waiting after 3s")
     finally:
         os.close(fd)
-    assert [x for x in ns.exec("iptables-legacy", "-S").splitlines() if "one-76" in x] == []
+    assert [x for x in ns.exec("iptables-legacy", "-S").splitlines() if "one-76" in x] == before
     assert_ok(ns.run("fw", "post", "one-76", "node1", stdin=fw_vm(76), tree=tree, env=env))

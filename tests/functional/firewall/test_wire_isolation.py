@@ -15,11 +15,9 @@ Every attack must arrive 0 times; each thing that must keep working (its own
 gratuitous ARP, an ARP probe, RARP, DAD, DHCP discover, VLAN 100) once.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
@@ -31,11 +29,8 @@ from support.oned_input import b64, bridge_nic, vm_xml
 from support.ovs import OvsHost
 from support.paths import PYTHON, REPO, TREE
 from support.remotes import copy_tree
+from support.wire_probe import Sniffer, arrivals, send
 
-FRAMES = os.path.join(REPO, "tests", "support", "wire_frames.py")
-# the frames are made by the test's interpreter when it has scapy (the venv's
-# test extra), else by Debian's python3-scapy (tools/install-deps)
-SCAPY_PYTHON = (sys.executable if importlib.util.find_spec("scapy") else "/usr/bin/python3")
 LIMIT = 40  # :conntrack_limit: of this site
 MAC_LIMIT = 16  # :learned_mac_limit: of this site
 
@@ -58,7 +53,8 @@ def nic(vm_id, mac, ip, ip6=None, filters=True, **extra):
 VMS = {
     "A": (30, nic(30, A_MAC, A_IP, A_IP6, VLAN_TAGGED_ID="100"), A_MAC, A_IP, A_IP6),
     "B": (31, nic(31, B_MAC, B_IP, B_IP6), B_MAC, B_IP, B_IP6),
-    "C": (32, nic(32, C_MAC, C_IP, filters=False), C_MAC, C_IP, None),
+    # C's network lets VMs advertise routes (a router VM's): its RA reaches the bridge
+    "C": (32, nic(32, C_MAC, C_IP, filters=False, CONF="ra_guard=false"), C_MAC, C_IP, None),
 }
 
 
@@ -98,41 +94,6 @@ class Site:
 
     def arrivals(self, sender, kind, receiver="B", sniff=(), **args):
         return arrivals(self.guests[sender], self.guests[receiver], kind, sniff, **args)
-
-
-def send(guest, kind, **args):
-    """``kind`` of wire_frames.py sent from ``guest``'s interface (its side of the tap)."""
-    sh("ip", "netns", "exec", guest.name, SCAPY_PYTHON, FRAMES, "send", guest.dev, kind,
-       *(f"{k}={v}" for k, v in args.items()))
-
-
-class Sniffer:
-    """wire_frames.py sniff in ``guest``: started (socket open) on entry; :meth:`count` ends it."""
-
-    def __init__(self, guest, *match, grace=0.5):
-        self.proc = subprocess.Popen(["ip", "netns", "exec", guest.name, SCAPY_PYTHON, FRAMES,
-                                      "sniff", guest.dev, str(grace), *match],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def __enter__(self):
-        assert self.proc.stdout.readline().strip() == "ready"
-        return self
-
-    def count(self):
-        """How many matching frames arrived (after ``grace`` seconds more)."""
-        out, _ = self.proc.communicate("done\n", timeout=60)
-        return int(out)
-
-    def __exit__(self, *exc):
-        if self.proc.returncode is None:
-            stop(self.proc)
-
-
-def arrivals(sender, receiver, kind, sniff=(), **args):
-    """How many of ``kind`` sent by ``sender`` reached ``receiver``'s interface."""
-    with Sniffer(receiver, *sniff) as sniffer:
-        send(sender, kind, **args)
-        return sniffer.count()
 
 
 def _conf(extra):
