@@ -34,7 +34,8 @@ run=$(mktemp -d /tmp/qemu-run.XXXXXX)
 { export -p; echo "export TERM=dumb PYTHONDONTWRITEBYTECODE=1"; printf 'cd %q || exit 126\n' "$PWD"; printf '%s\n' "$1"; } > "$run/cmd"
 # what the tests need beyond the host's kernel; ipset's set types are modules of their own
 { echo bridge veth 8021q vxlan dummy ifb tun openvswitch br_netfilter sch_htb nf_tables \
-    ip_tables iptable_filter ip6_tables ip6table_filter nft_compat
+    ip_tables iptable_filter ip6_tables ip6table_filter nft_compat \
+    nf_conntrack_bridge nft_meta_bridge nft_ct nft_connlimit
   ls "/lib/modules/$KVER/kernel/net/netfilter/ipset" | sed 's/\.ko$//'; } > "$run/modules"
 shares=(-virtfs "local,path=/,mount_tag=root,security_model=passthrough,readonly=on,multidevs=remap")
 n=0

@@ -145,7 +145,9 @@ def configuration(tree):
         waits.configure(conf)  # its bounds apply to the checks below
         state = f"{path}" if os.path.exists(path) else f"{path} missing: built-in defaults"
         backend = conf.get("firewall_backend")
-        if backend not in ("restore", "iptc"):
+        from vnmlib.firewall import BACKENDS
+
+        if backend not in BACKENDS:
             found.append(("OpenNebulaNetwork.conf", FAIL, f"firewall_backend {backend!r} unknown"))
         else:
             found.append(("OpenNebulaNetwork.conf", OK, state))
@@ -160,6 +162,66 @@ def configuration(tree):
                       f"mode {mode:04o}" + ("" if not mode & 0o007 else
                                             ": readable by other users (holds credentials)")))
     return found
+
+
+def nft_backend(tree):
+    """With ``:firewall_backend: nft``: the binding (or nft tool) and whether the kernel
+    takes the bridge-family rules (a dry-run transaction using ``ct state``)."""
+    from vnmlib.model import config
+    from vnmlib.errors import VnmError
+
+    try:
+        conf = config.load(config.conf_path(tree))
+    except VnmError:
+        return []  # configuration() reports it
+    if conf.get("firewall_backend") != "nft":
+        return []
+    from vnmlib.firewall import backend_nft
+
+    try:
+        why = backend_nft.probe()
+    except VnmError as exc:
+        why = str(exc)
+    found = [("nft backend", OK, backend_nft.binding())]
+    if why:
+        found.append(("nft backend kernel", FAIL,
+                      f"a bridge-family transaction with ct state fails: {why} (needs "
+                      "nf_conntrack_bridge and nft_meta_bridge)"))
+    else:
+        found.append(("nft backend kernel", OK, "bridge family, ct state, concatenated "
+                                               "interval sets"))
+    return found
+
+
+def ovs_security_groups(tree):
+    """Whether the VMs' security groups on Open vSwitch networks are enforced: with
+    ``:ovs_security_groups:`` false (the reference's behaviour) they are ignored and
+    ``update_sg`` fails, except on networks whose CONF opts in."""
+    from vnmlib.model import config
+    from vnmlib.errors import VnmError
+    from vnmlib.ovs import ovsdb
+
+    if not os.path.exists(ovsdb.socket_path()):
+        return []  # no Open vSwitch running here
+    try:
+        enabled = config.is_true(config.load(config.conf_path(tree)).get("ovs_security_groups"))
+    except VnmError:
+        return []  # configuration() reports the broken file
+    if enabled:
+        return [("Open vSwitch security groups", OK, "enforced (conntrack flows)")]
+    return [("Open vSwitch security groups", WARN, "not enforced: :ovs_security_groups: is "
+             "false, so SECURITY_GROUPS of ovswitch/ovswitch_vxlan NICs are ignored and "
+             "update_sg fails (unless a network's CONF sets ovs_security_groups=yes)")]
+
+
+def ovn_join():
+    """On an OVN chassis (its Open vSwitch names an ``ovn-remote``), the checks of
+    ``vnm ovn check``: the join keys, br-int, ovn-controller connected."""
+    from vnmlib.ovn import join
+
+    if not join.is_chassis():
+        return []
+    return [(f"ovn: {check}", status, detail) for check, status, detail in join.check()]
 
 
 def run_directory():
@@ -236,7 +298,10 @@ def python_modules():
 @click.option("--json", "as_json", is_flag=True, help="the findings as JSON")
 def command(tree, as_json):
     """Check kernel features (tried in a throwaway namespace), tools and their
-    versions, the iptables backend, the configuration, vnm's global chains (in
+    versions, the iptables backend, the configuration (and whether security groups
+    on Open vSwitch are enforced, and with the nft backend its binding and kernel
+    support), on an OVN chassis its join (vnm ovn check),
+    vnm's global chains (in
     both families, jumped to from FORWARD, no rule accepting before that jump),
     the run directory (and
     entries in it the actions cannot use), the locks held now with their holders,
@@ -244,6 +309,9 @@ def command(tree, as_json):
     from vnmlib.cli.run import default_tree
 
     configured = configuration(tree or default_tree())  # first: its tool_timeout bounds the rest
+    configured += ovs_security_groups(tree or default_tree())
+    configured += nft_backend(tree or default_tree())
+    configured += ovn_join()
     findings = (kernel_features() + tools() + configured + global_chains() + run_directory()
                 + run_directory_entries() + held_locks() + python_modules()
                 + doctor_wire.bridges())

@@ -5,13 +5,17 @@ A VM is alive when the hypervisor lists it (``virsh list``: domains
 bridge-user record less than ``gc_record_grace`` seconds ago (it is being
 deployed: no tap yet, not listed yet). For every NIC of any other VM:
 its security-group chains, jumps and ipsets (through the firewall engine,
-one transaction), its Open vSwitch flows (by cookie) and port when the tap is
-gone, its bridge-user records; then the bridges vnm recorded that are left
-with no guest port and no record (unless ``keep_empty_bridge``), and the
-bridges named as oned names them that no record names (listed; removed with
-``--unrecorded-bridges``). Dry run by
-default; with ``--apply`` each removal is re-checked under the lock the
-actions take for it (see "applying" below).
+one transaction), its nat chains and their jumps (nodeport's and elastic's
+``one-<vm>-<nic>-dnat``/``-snat``: left, they keep forwarding the VM's host
+ports and nodeport refuses those ports to new VMs), its Open vSwitch flows
+(by cookie) and port when the tap is gone, its bridge-user records; then the
+bridges vnm recorded that are left with no guest port and no record (unless
+``keep_empty_bridge``) — the TProxy's veth ``<BR>b``, proven by
+:mod:`vnmlib.linux.tproxy`, is no guest, and the bridge's TProxy is released
+with it — and the bridges named as oned names them that no record names
+(listed; removed with ``--unrecorded-bridges``). Dry run by default; with
+``--apply`` each removal is re-checked under the lock the actions take for it
+(see "applying" below).
 """
 
 import os
@@ -51,6 +55,8 @@ def plan_gc(inv, live, conf):
     for nic in dead:
         if nic.rules or nic.ipsets:
             removals.append((nic.vm_id, nic.nic_id, "firewall", nic.base))
+        if nic.nat:
+            removals.append((nic.vm_id, nic.nic_id, "nat", nic.base))
         if nic.ovs_flows:
             removals.append((nic.vm_id, nic.nic_id, "ovs flows", nic.base))
         # the NIC's port (by vnm's mark, whatever its name) once its device is gone
@@ -63,17 +69,20 @@ def plan_gc(inv, live, conf):
         left = {b for n in inv.nics.values() if n.vm_id in live for b in n.records}
         for bridge in sorted(recorded - left):
             # any port that may be a guest keeps the bridge: taps (tun), LXC and
-            # test veths, and anything named like a tap
+            # test veths, and anything named like a tap; not the TProxy's proven veth
             if bridge in inv.ovs_bridges:
                 ports = inv.ovs_bridges[bridge]
                 kind = "ovs bridge"
             else:
                 ports = [name for name, link in inv.links.items() if link["master"] == bridge]
                 kind = "bridge"
-            guests = [name for name in ports if name.startswith("one-")
-                      or inv.links.get(name, {}).get("kind") in GUEST_KINDS]
+            guests = [name for name in ports if name not in inv.tproxy_veths
+                      and (name.startswith("one-")
+                           or inv.links.get(name, {}).get("kind") in GUEST_KINDS)]
             if (bridge in inv.links or bridge in inv.ovs_bridges) and not guests:
                 removals.append((None, None, kind, bridge))
+                if bridge in inv.tproxy_bridges or f"{bridge}b" in inv.tproxy_veths:
+                    removals.append((None, None, "tproxy", bridge))
     return removals
 
 
@@ -100,7 +109,7 @@ def plan_unrecorded(inv):
 
 
 class _Ctx:
-    """What the firewall engine needs of an action's context."""
+    """What the firewall engine and the TProxy's release need of an action's context."""
 
     def __init__(self, conf, log):
         self.conf, self.log = conf, log
@@ -146,10 +155,28 @@ def _links_now():
             for link in json.loads(out or "[]")}
 
 
-def _guests(ports):
-    """Ports that may be a guest's: taps (tun), LXC and test veths, anything named like a tap."""
-    return sorted(name for name, kind in ports.items()
-                  if name.startswith("one-") or kind in GUEST_KINDS)
+def _guests(ports, bridge=None):
+    """Ports that may be a guest's: taps (tun), LXC and test veths, anything named like a
+    tap; not ``<BR>b`` of Linux bridge ``bridge`` when TProxy's proof says it is its veth."""
+    from vnmlib.host.view import LinkView
+    from vnmlib.linux import tproxy
+
+    found = sorted(name for name, kind in ports.items()
+                   if name.startswith("one-") or kind in GUEST_KINDS)
+    if bridge is not None and f"{bridge}b" in found and tproxy.proven_ours(LinkView(), bridge):
+        found.remove(f"{bridge}b")
+    return found
+
+
+class _TproxyUser:
+    """A dead VM's bridge, as :func:`vnmlib.linux.tproxy.release` reads a NIC and its need:
+    its bridge, and the ports that are no guests (the TProxy veth)."""
+
+    def __init__(self, bridge):
+        self.bridge = bridge
+
+    def non_guests(self):
+        return {f"{self.bridge}b"}
 
 
 class _Applier:
@@ -160,6 +187,7 @@ class _Applier:
 
         self.conf, self.log = conf, log
         self.grace = waits.seconds("gc_record_grace")
+        self.bridges_gone = set()  # deleted here, or gone already: their TProxy may go
 
     def kept(self, what, thing, why):
         self.log.info(f"kept {what} {thing}: {why}")
@@ -167,21 +195,43 @@ class _Applier:
     def deploying(self, vm_id):
         return vm_id in deploying_vms(self.grace)
 
-    def firewall(self, bases):
-        from vnmlib import firewall
+    def unused(self, what, base):
+        """Asked under the firewall lock: the NIC's tap is still gone, its VM not deploying."""
         from vnmlib.host import sysfs
 
-        def still_unused(base):
-            vm_id = int(base.split("-")[1])
-            if sysfs.exists(base):
-                self.kept("firewall", base, f"tap {base} exists again")
-            elif self.deploying(vm_id):
-                self.kept("firewall", base, f"VM {vm_id} is being deployed (recent record)")
-            else:
-                return True
-            return False
+        vm_id = int(base.split("-")[1])
+        if sysfs.exists(base):
+            self.kept(what, base, f"tap {base} exists again")
+        elif self.deploying(vm_id):
+            self.kept(what, base, f"VM {vm_id} is being deployed (recent record)")
+        else:
+            return True
+        return False
 
-        firewall.apply(_Ctx(self.conf, self.log), remove=bases, still_unused=still_unused)
+    def firewall(self, bases):
+        from vnmlib import firewall
+
+        firewall.apply(_Ctx(self.conf, self.log), remove=bases,
+                       still_unused=lambda base: self.unused("firewall", base))
+
+    def nat(self, bases):
+        """The NICs' nat chains and jumps, one transaction of the configured backend, as
+        nodeport's and elastic's clean write it (:func:`vnmlib.elastic.nat.operations`)."""
+        from vnmlib import firewall
+        from vnmlib.elastic import nat
+        from vnmlib.errors import VnmError
+        from vnmlib.host.locks import FirewallLock
+
+        backend = firewall.backend_of(self.conf)
+        with FirewallLock():
+            jumps = nat.read_jumps(backend)
+            ops = []
+            for base in bases:
+                if self.unused("nat", base):
+                    ops += nat.operations(base, {}, jumps)
+            why = backend.apply_tables({(4, "nat"): ops})[(4, "nat")] if ops else None
+        if why:
+            raise VnmError(f"removing the nat chains of {', '.join(bases)}: {why}")
 
     def ovs_flows(self, vm_id, nic_id, thing):
         from vnmlib.ovs import tools as ovs, flows as ovs_flows
@@ -255,14 +305,16 @@ class _Applier:
             """Asked again under the locks: the deletion, or [] when the bridge is in use."""
             users = BridgeUsers().users(bridge)
             if ports is None:
+                self.bridges_gone.add(bridge)
                 return []
+            guests = _guests(ports, None if is_ovs else bridge)
             if users:
                 self.kept("bridge", bridge, f"in use by {', '.join(sorted(users))} (records)")
             elif set(ports) - set(seen):
                 added = ", ".join(sorted(set(ports) - set(seen)))
                 self.kept("bridge", bridge, f"new ports {added}")
-            elif _guests(ports):
-                self.kept("bridge", bridge, f"guest ports {', '.join(_guests(ports))}")
+            elif guests:
+                self.kept("bridge", bridge, f"guest ports {', '.join(guests)}")
             elif is_ovs:
                 return [ovs.Transaction([["--if-exists", "del-br", bridge]],
                                         f"delete bridge {bridge}", origin=f"bridge {bridge}")]
@@ -271,10 +323,20 @@ class _Applier:
             return []
 
         seen = ports_now()
-        if seen is None:
-            return
         # the uplinks too: deleting the bridge releases them, as clean does
-        change_links(self.log, [bridge, *seen], plan, read=ports_now)
+        if seen is None or change_links(self.log, [bridge, *seen], plan, read=ports_now):
+            self.bridges_gone.add(bridge)
+
+    def tproxy(self, bridge):
+        """The TProxy of a bridge gc deleted, released as ``clean`` releases it: under its
+        locks, only when no guest and no record is left (else its pre ran again)."""
+        from vnmlib.linux import tproxy
+
+        if bridge not in self.bridges_gone:
+            self.kept("tproxy", bridge, f"bridge {bridge} is kept")
+            return
+        tproxy.release(_Ctx(self.conf, self.log), [_TproxyUser(bridge)],
+                       need_type=lambda user, conf: user)
 
 
 def apply_gc(removals, conf, log, unrecorded=False):
@@ -282,6 +344,9 @@ def apply_gc(removals, conf, log, unrecorded=False):
     bases = [thing for _, _, what, thing in removals if what == "firewall"]
     if bases:
         applier.firewall(bases)
+    bases = [thing for _, _, what, thing in removals if what == "nat"]
+    if bases:
+        applier.nat(bases)
     for vm_id, nic_id, what, thing in removals:
         if what == "ovs flows":
             applier.ovs_flows(vm_id, nic_id, thing)
@@ -291,6 +356,8 @@ def apply_gc(removals, conf, log, unrecorded=False):
             applier.record(thing)
         elif what in ("bridge", "ovs bridge") or (unrecorded and what.startswith("unrecorded")):
             applier.bridge(thing, what.endswith("ovs bridge"))
+        elif what == "tproxy":
+            applier.tproxy(thing)
 
 
 @click.command(name="gc")
@@ -303,9 +370,12 @@ def apply_gc(removals, conf, log, unrecorded=False):
                    "onebr.N) that no record names and no guest uses (default: list them)")
 @click.option("--json", "as_json", is_flag=True, help="the findings as JSON")
 def command(do_apply, live, tree, as_json, unrecorded):
-    """Find chains, ipsets, OVS flows and ports, records and empty vnm-made
-    bridges left by VMs that no longer run here; remove them with --apply.
-    Bridges named as oned names them that no record names are listed too."""
+    """Find chains (security groups; nodeport's and elastic's nat), ipsets, OVS
+    flows and ports, records and empty vnm-made bridges (a TProxy veth is no
+    guest: the bridge's TProxy goes with it) left by VMs that no longer run
+    here; remove them with --apply. Bridges named as oned names them that no
+    record names are listed too."""
+    from vnmlib import firewall
     from vnmlib.model import config, waits
     from vnmlib.ops import inventory
     from vnmlib.host.locks import identify
@@ -319,7 +389,7 @@ def command(do_apply, live, tree, as_json, unrecorded):
     conf = config.load(config.conf_path(tree or default_tree()))
     waits.configure(conf)
     alive = live_vms(live) | deploying_vms(waits.seconds("gc_record_grace"))
-    inv = inventory.read()
+    inv = inventory.read(firewall.backend_of(conf))  # the tables gc's removals go to
     removals = plan_gc(inv, alive, conf) + plan_unrecorded(inv)
     rows = [{"vm": "-" if v is None else v, "nic": "-" if n is None else n,
              "remove": what if unrecorded or not what.startswith("unrecorded") else

@@ -1,8 +1,9 @@
 """Security groups on iptables + ipset: the engine every Linux-bridge driver uses.
 
-fw, 802.1Q and vxlan call :func:`post`, :func:`clean` and :func:`update_sg`
-(bridged mode); elastic calls them with ``bridged=False`` (routed mode,
-reference §7.4). The flow is one way:
+fw, 802.1Q and vxlan call :func:`pre` (protection before the tap exists),
+:func:`post`, :func:`clean` and :func:`update_sg` (bridged mode); elastic
+calls them with ``bridged=False`` (routed mode, reference §7.4). The flow is
+one way:
 
 1. every rule of the VM and every NIC attribute is validated and each NIC's
    wanted protection built (:mod:`.layout`), before anything changes;
@@ -28,7 +29,7 @@ from vnmlib.firewall import conntrack_cut
 from vnmlib.firewall.layout import FAMILIES, NicFirewall
 from vnmlib.firewall.sg_rules import nic_groups, rules_by_group
 
-BACKENDS = ("restore", "iptc")
+BACKENDS = ("restore", "iptc", "nft")
 TAP_TIMEOUT = 3.0  # the reference's wait_for_interface
 
 
@@ -39,6 +40,8 @@ def backend_of(conf):
         from vnmlib.firewall import backend_restore as backend
     elif name == "iptc":
         from vnmlib.firewall import backend_iptc as backend
+    elif name == "nft":
+        from vnmlib.firewall import backend_nft as backend
     else:
         raise InputError(f"firewall_backend {name!r} in OpenNebulaNetwork.conf is not one of "
                          f"{', '.join(BACKENDS)}")
@@ -63,6 +66,20 @@ def _limit(conf, nic, key):
     return number
 
 
+def _switch(conf, nic, key):
+    """A yes/no setting for ``nic`` (its network's CONF over the conf file); a guard
+    is never turned off by a value that is not plainly "no"."""
+    value = nic_conf(conf, nic).get(key, DEFAULTS[key])
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise InputError(f"{nic.label}: {key} {value!r} is not true or false")
+
+
 def plan(ctx, nics, bridged, leaving=None):
     """Validated NicFirewalls for ``nics``; raises before anything is touched."""
     vm = ctx.vm
@@ -71,7 +88,9 @@ def plan(ctx, nics, bridged, leaving=None):
     install = [NicFirewall(vm, nic, vm.aliases_of(nic, leaving), nic_groups(nic, groups),
                            _maxelem(ctx.conf, nic), bridged, vm.tap_name(nic),
                            _limit(ctx.conf, nic, "conntrack_limit"),
-                           _limit(ctx.conf, nic, "learned_mac_limit")) for nic in nics]
+                           _limit(ctx.conf, nic, "learned_mac_limit"),
+                           (_switch(ctx.conf, nic, "dhcp_server_guard"),
+                            _switch(ctx.conf, nic, "ra_guard"))) for nic in nics]
     ipsets.check_sizes(install)  # "Hash is full" would otherwise fail half-way
     return install
 
@@ -96,18 +115,21 @@ def _refuse_foreign_taps(vm, nics):
         port_owner.refuse_foreign_tap(vm, nic, vm.tap_name(nic))
 
 
-def apply(ctx, install=(), remove=(), started=None, still_unused=None):
+def apply(ctx, install=(), remove=(), started=None, still_unused=None, early=False):
     """Protect ``install`` (NicFirewalls) and drop the chains/sets of ``remove`` bases.
 
     ``started`` (:func:`.recency.now`, taken before the rules were built): a NIC
     whose applied protection started later is left as it is. ``still_unused``
     (``vnm gc``): asked under the lock about each base to remove, which is kept
-    when it says no (its VM came back meanwhile).
+    when it says no (its VM came back meanwhile). ``early`` (``pre``): a failed
+    commit also takes back the wire guards it added, so nothing is left.
     """
     install, remove = list(install), list(remove)
     if not install and not remove:
         return
     backend = backend_of(ctx.conf)
+    if getattr(backend, "NATIVE", False) and any(not nf.bridged for nf in install):
+        raise InputError(backend.ROUTED_REFUSED)
     log = ctx.log
     with FirewallLock():
         if started is not None:
@@ -116,6 +138,12 @@ def apply(ctx, install=(), remove=(), started=None, still_unused=None):
             remove = [base for base in remove if still_unused(base)]
         if not install and not remove:
             return
+        if getattr(backend, "NATIVE", False):
+            # nft: one transaction of its own table (sets included), read and planned whole
+            script = transaction.plan_native(backend, install, remove)
+            steps.apply([ProtectionChange(ctx, backend, script, None, install, remove, None,
+                                          [], started, early)], log)
+            return
         snapshots = transaction.read(backend, transaction.own_chains(install, remove))
         existing = ipsets.list_names()
         changes = {f: transaction.plan_family(f, snapshots[f], install, remove)
@@ -123,7 +151,7 @@ def apply(ctx, install=(), remove=(), started=None, still_unused=None):
         stale = transaction.stale_sets(existing, install, remove)
         # a step like the links' ones: vnm plan shows it, and only steps.apply applies it
         steps.apply([ProtectionChange(ctx, backend, changes, snapshots, install, remove,
-                                      existing, stale, started)], log)
+                                      existing, stale, started, early)], log)
 
 
 class ProtectionChange(steps.Step):
@@ -135,18 +163,25 @@ class ProtectionChange(steps.Step):
     """
 
     def __init__(self, ctx, backend, changes, snapshots, install, remove, existing, stale,
-                 started):
+                 started, early=False):
         self.ctx, self.backend, self.changes, self.snapshots = ctx, backend, changes, snapshots
         self.install, self.remove, self.existing, self.stale = install, remove, existing, stale
-        self.started = started
+        self.started, self.early = started, early
 
     def apply(self, nl):
         install, remove = self.install, self.remove
+        guards = [nf.guard for nf in install if nf.guard]
+        added = l2guard.missing(guards) if self.early and guards else []
         with recency.recorded(install, remove, self.started or recency.now()):
             # the wire guard first and gone last: never chains without it
-            l2guard.apply(install=[nf.guard for nf in install if nf.guard])
-            commit.run(self.backend, self.changes, self.snapshots, install, remove,
-                       self.existing, self.stale, self.ctx.log)
+            l2guard.apply(install=guards, absent=[g for g in guards if not sysfs.exists(g.tap)])
+            try:
+                commit.run(self.backend, self.changes, self.snapshots, install, remove,
+                           self.existing, self.stale, self.ctx.log)
+            except BaseException:
+                # the commit put the rules back as they were: the guards too
+                l2guard.apply(remove=[g.table for g in added])
+                raise
         l2guard.apply(remove=remove)
         # under the lock: a later update's wider rules must not be cut by ours
         conntrack_cut.after_commit(self.ctx, install, remove)
@@ -192,6 +227,50 @@ def post(ctx, bridged=True):
         _wait_for_taps(install)
         _refuse_foreign_taps(ctx.vm, nics)
     apply(ctx, install=install, started=started)
+
+
+def pre(ctx, attach, release, bridged=True):
+    """``pre`` of a protected driver: ``attach()`` the links, then protect the NICs at once.
+
+    The rules match the tap by name (``--physdev-in/out``, the guard's device
+    or ``iifname``), so they are in place before the hypervisor creates the
+    tap and the VM's first frame meets them; ``post`` then only re-checks
+    them. Live migration runs ``pre`` on the destination before the VM runs
+    there, a hot-plug before the NIC is plugged: both are protected as early.
+    Every rule is validated before anything changes; if protecting fails,
+    ``release()`` undoes the links (the firewall commit undoes itself), so a
+    failed ``pre`` leaves nothing. ``:protect_in_pre: false`` keeps the
+    reference's timing (protection from ``post`` on).
+    """
+    if not _protect_in_pre(ctx.conf):
+        attach()
+        return
+    started = recency.now()
+    kind, plugged, parent = _hotplug(ctx, ctx.driver)
+    nics = [] if kind == "other" else (
+        ctx.vm.driver_nics(ctx.driver) if kind is None else [parent or plugged])
+    install = plan(ctx, nics, bridged)
+    if bridged:
+        # as in post: the jumps would match whatever TARGET names, existing or to come
+        _refuse_foreign_taps(ctx.vm, nics)
+    attach()
+    if not install:
+        return
+    try:
+        apply(ctx, install=install, started=started, early=True)
+    except BaseException:
+        try:
+            release()
+        except VnmError as exc:  # the protection's failure is the one to report
+            ctx.log.warning(f"undoing pre's links failed too: {exc}")
+        raise
+
+
+def _protect_in_pre(conf):
+    value = conf.get("protect_in_pre", DEFAULTS["protect_in_pre"])
+    if isinstance(value, bool):
+        return value
+    raise InputError(f"protect_in_pre {value!r} in OpenNebulaNetwork.conf is not true or false")
 
 
 def clean(ctx, bridged=True):

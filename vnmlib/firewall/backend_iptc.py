@@ -9,6 +9,7 @@ restore backend; rule tokens are turned into python-iptables objects here.
 """
 
 from vnmlib.errors import VnmError
+from vnmlib.firewall import ipsets
 
 
 def _iptc():
@@ -29,24 +30,51 @@ def _table(family, name):
 
 
 def _tokens(rule, family):
-    """An iptc rule -> our tokens, enough to recognise our jumps (filter's and nat's hooks)
-    and FORWARD's jumps."""
+    """An iptc rule -> its tokens as ``iptables -S`` prints them (``-s -d -i -o -p``, each
+    match's ``-m`` block, ``-j`` with the target's options).
+
+    Every option is kept: a deletion finds a rule again by its tokens, nodeport
+    reads the ``--dport`` of other NICs' DNAT rules to refuse overlapping host
+    ports, and ``vnm status`` checks what another rule accepts.
+    """
+    bits = 32 if family == 4 else 128
     tokens = []
-    address, mask = rule.dst.split("/")
-    length = _prefix_len(mask, 32 if family == 4 else 128)
-    if length:  # /0: no -d
-        tokens += ["-d", f"{address}/{length}"]
+    for option, value in (("-s", rule.src), ("-d", rule.dst)):
+        negated, address = _negation(value)
+        address, mask = address.split("/")
+        length = _prefix_len(mask, bits)
+        if length or negated:  # /0: no option
+            tokens += [*negated, option, f"{address}/{length}"]
+    for option, value in (("-i", rule.in_interface), ("-o", rule.out_interface)):
+        if value:
+            negated, name = _negation(value)
+            tokens += [*negated, option, name]
+    if rule.protocol and rule.protocol not in ("ip", "all", "0"):
+        negated, protocol = _negation(rule.protocol)
+        # python-iptables names ICMPv6 "icmpv6" where iptables -S prints "ipv6-icmp"
+        tokens += [*negated, "-p", "ipv6-icmp" if protocol == "icmpv6" else protocol]
     for match in rule.matches:
-        tokens += ["-m", match.name]
-        if match.name == "physdev":
-            params = match.get_all_parameters()
-            for name in ("physdev-in", "physdev-out"):
-                if name in params:
-                    tokens += [f"--{name}", params[name][0]]
-            if "physdev-is-bridged" in params:
-                tokens.append("--physdev-is-bridged")
-    tokens += ["-j", rule.target.name]
+        tokens += ["-m", match.name, *_options(match)]
+    tokens += ["-j", rule.target.name, *_options(rule.target)]
     return tuple(tokens)
+
+
+def _negation(value):
+    """``"!10.0.0.0/8"`` -> (("!",), "10.0.0.0/8"); python-iptables prefixes a negated field."""
+    return (("!",), value[1:]) if value.startswith("!") else ((), value)
+
+
+def _options(module):
+    """A match's or target's options in the order iptables prints them; a negated
+    one's values start with "!", which iptables prints before the option."""
+    tokens = []
+    for name, values in module.get_all_parameters().items():
+        values = list(values)
+        if values[:1] == ["!"]:
+            tokens.append("!")
+            values = values[1:]
+        tokens += [f"--{name}", *values]
+    return tokens
 
 
 def _prefix_len(mask, bits):
@@ -55,6 +83,38 @@ def _prefix_len(mask, bits):
     import ipaddress
 
     return ipaddress.ip_network(f"0.0.0.0/{mask}" if bits == 32 else f"::/{mask}").prefixlen
+
+
+def list_tables(families=(4, 6)):
+    """{family: the filter table as ``iptables -S`` lines} (``vnm status`` and ``gc``)."""
+    iptc = _iptc()
+    return {family: _lines(iptc, family, "filter") for family in families}
+
+
+def list_nat():
+    """The IPv4 nat table as ``iptables -t nat -S`` lines (``vnm status`` and ``gc``: the
+    NICs' nat chains of nodeport and elastic)."""
+    return _lines(_iptc(), 4, "nat")
+
+
+def _lines(iptc, family, name):
+    """Table ``name`` of ``family`` as ``iptables -S`` prints it: policies, chains, rules."""
+    table = _table(family, name)
+    policies, chains, rules = [], [], []
+    for chain in table.chains:
+        if chain.is_builtin():
+            policy = chain.get_policy()
+            policies.append(f"-P {chain.name} {policy.name if policy else 'ACCEPT'}")
+        else:
+            chains.append(f"-N {chain.name}")
+        rules += [" ".join(("-A", chain.name) + _tokens(rule, family))
+                  for rule in iptc.Chain(table, chain.name).rules]
+    return policies + chains + rules
+
+
+def list_sets():
+    """The names of the sets the rules match on (ipsets, as the restore backend)."""
+    return ipsets.list_names()
 
 
 def list_rules(wanted):
@@ -89,8 +149,8 @@ def _rule(iptc, family, tokens):
         elif token in _RULE_FIELDS:
             # python-iptables names ICMPv6 "icmpv6" where iptables -S prints "ipv6-icmp"
             value = "icmpv6" if tokens[i + 1] == "ipv6-icmp" else tokens[i + 1]
-            setattr(rule, _RULE_FIELDS[token], value)
-            i += 2
+            setattr(rule, _RULE_FIELDS[token], "!" + value if negate else value)
+            negate, i = False, i + 2
         elif token == "-m":
             module = rule.create_match(tokens[i + 1])
             i += 2

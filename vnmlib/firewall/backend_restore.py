@@ -13,6 +13,7 @@ declaring one of our chains (``:one-7-1-i - [0:0]``) creates or flushes it.
 """
 
 from vnmlib.host import process
+from vnmlib.firewall import ipsets
 from vnmlib.errors import VnmError
 
 _TOOLS = {4: ("iptables", "iptables-restore"), 6: ("ip6tables", "ip6tables-restore")}
@@ -48,6 +49,30 @@ def list_rules(wanted):
                   *_table_args(table), "-S", chain], None) for family, table, chain in wanted]
     return {key: _rules_of(result, *key)
             for key, result in zip(wanted, process.run_all(commands))}
+
+
+def list_tables(families=(4, 6)):
+    """{family: the filter table as ``iptables -S`` lines} (``vnm status`` and ``gc``);
+    a family whose tool fails (no netfilter here) is left out: nothing of ours is in it."""
+    families = list(families)
+    commands = [([process.which(_TOOLS[family][0]), *process.xtables_wait(), "-S"], None)
+                for family in families]
+    return {family: result.stdout.splitlines()
+            for family, result in zip(families, process.run_all(commands)) if result.ok}
+
+
+def list_nat():
+    """The IPv4 nat table as ``iptables -t nat -S`` lines (``vnm status`` and ``gc``: the
+    NICs' nat chains of nodeport and elastic); none when the tool fails (no netfilter
+    here: nothing of ours either)."""
+    result = process.run([process.which(_TOOLS[4][0]), *process.xtables_wait(),
+                          *_table_args("nat"), "-S"])
+    return result.stdout.splitlines() if result.ok else []
+
+
+def list_sets():
+    """The names of the sets the rules match on: the host's ipsets."""
+    return ipsets.list_names()
 
 
 # operation -> restore command; rule operations are followed by the rule's tokens

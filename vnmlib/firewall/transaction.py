@@ -21,6 +21,7 @@ our own chains are flushed; nothing is ever addressed by line number.
 """
 
 from vnmlib.errors import VnmError
+from vnmlib.firewall import nft_render
 from vnmlib.firewall.layout import FAMILIES, GLOBAL_CHAIN, forward_jump
 
 ACCEPT = ("-j", "ACCEPT")
@@ -57,6 +58,11 @@ def read(backend, own_chains=()):
         snapshots[family] = TableSnapshot(chains[GLOBAL_CHAIN] is not None, chains["FORWARD"],
                                           jumps, {chain: chains[chain] for chain in own_chains})
     return snapshots
+
+
+def plan_native(backend, install, remove_chains):
+    """A native backend's (nft) whole update: its table read, one transaction rendered."""
+    return nft_render.render(backend.read_state(), install, remove_chains)
 
 
 def commit(backend, changes):

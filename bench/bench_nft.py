@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""fw/post, update_sg and clean with the nft backend against restore, 0 / 100 / 1,000 NICs.
+
+    VNM_FULL_KERNEL=1 tools/qemu/run.sh -t 1800 --snapshot . \\
+        "/usr/bin/python3 bench/bench_nft.py -n 9"
+
+Needs ``ct state`` in the bridge family (nf_conntrack_bridge): run it in Debian's
+kernel under QEMU as above, not on a host kernel without it. In a throwaway
+namespace, the subject is vm7's fw NIC (32 rules, 5 sets), as in bench_fw.py;
+the other NICs are protected the same way (other VM ids), written in one
+transaction per backend before the series. Baseline in the same run:
+``python3 -c pass``; ratios nft / restore per case. No budget: the figures
+say what the backend costs (docs/benchmarks.md).
+"""
+
+import argparse
+import copy
+import os
+import subprocess
+import sys
+import tempfile
+
+from common import PYTHON, REPO, header, in_namespace, row, save, script, series
+
+sys.path.insert(0, REPO)
+from vnmlib.firewall import backend_nft, backend_restore, ipsets, nft_render, transaction
+from vnmlib.firewall.layout import FAMILIES
+
+SHARED = os.environ.get("VNM_SHARED") or os.path.join(os.path.dirname(REPO), "shared")
+FIXTURE = os.path.join(SHARED, "fixtures", "opennebula", "vm7_vnm_reduced.b64")
+COUNTS = "0,100,1000"
+
+
+def sh(*argv, stdin=None):
+    subprocess.run(argv, input=stdin, capture_output=True, check=True, text=True)
+
+
+def flush_all():
+    """Nothing of either backend left in the namespace."""
+    for tool in ("iptables", "ip6tables"):
+        sh(tool, "-F")
+        sh(tool, "-X")
+    sh("ipset", "destroy")
+    subprocess.run(["nft", "delete", "table", "bridge", "vnm"], capture_output=True, check=False)
+
+
+def installs(count, vm7):
+    from vnmlib.firewall import plan
+    from vnmlib.model.template import parse_vm
+
+    class Ctx:  # what firewall.plan reads
+        def __init__(self, vm):
+            self.vm = vm
+            self.conf = {"ipset_maxelem": 65536}
+
+    found = []
+    for vm_id in range(1000, 1000 + count):
+        vm = copy.copy(parse_vm(vm7))
+        vm.id = vm_id
+        nic = vm.nics[1]
+        nic.attrs = dict(nic.attrs, TARGET=f"one-{vm_id}-1")
+        found += plan(Ctx(vm), [nic], bridged=True)
+    return found
+
+
+def populate(backend, count, vm7):
+    if not count:
+        return
+    nfs = installs(count, vm7)
+    if backend == "nft":
+        backend_nft.commit(nft_render.render(nft_render.TableState(), nfs))
+        return
+    sh("ipset", "restore", "-exist", stdin="\n".join(ipsets.stage_script(nfs, set())[0]) + "\n")
+    for family in FAMILIES:
+        text = backend_restore.render(transaction.plan_family(
+            family, transaction.TableSnapshot(False, [], []), nfs, []))
+        sh("iptables-restore" if family == 4 else "ip6tables-restore", "-n", stdin=text)
+
+
+def measure(runs, counts, workdir):
+    with open(FIXTURE, "rb") as handle:
+        vm7 = handle.read()
+    results = {"python -c pass": series(runs, [PYTHON, "-c", "pass"])}
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from support.remotes import copy_tree
+
+    nft_tree = os.path.join(workdir, "remotes", "vnm")
+    with open(os.path.join(REPO, "etc", "vnm", "OpenNebulaNetwork.conf"), encoding="utf-8") as f:
+        copy_tree(os.path.dirname(nft_tree),
+                  f.read().replace(":firewall_backend: restore", ":firewall_backend: nft"))
+    subprocess.run(["ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p"],
+                   check=True)
+    subprocess.run(script("fw", "pre"), input=vm7, check=True, capture_output=True)
+    subprocess.run(["ip", "link", "add", "one-7-1", "type", "veth", "peer", "name", "one-7-1p"],
+                   check=True)
+    subprocess.run(["ip", "link", "set", "one-7-1", "master", "onebr1", "up"], check=True)
+    for backend, tree in (("restore", None), ("nft", nft_tree)):
+        for count in counts:
+            flush_all()
+            populate(backend, count, vm7)
+            post = script("fw", "post", tree) + ["one-7", "node1"]
+            clean = script("fw", "clean", tree) + ["node1"]
+            update = script("fw", "update_sg", tree) + ["one-7"]
+
+            def do(argv):
+                def run():
+                    done = subprocess.run(argv, input=vm7, capture_output=True)
+                    if done.returncode:
+                        raise SystemExit(f"bench: {argv}: {done.stderr.decode()}")
+                return run
+
+            label = f"{backend}, {count} NICs"
+            results[f"fw/post ({label})"] = series(runs, post, vm7, do(clean))
+            results[f"fw/update_sg ({label})"] = series(runs, update, vm7)
+            results[f"fw/clean ({label})"] = series(runs, clean, vm7, do(post))
+            print(f"bench: {label}: post {results[f'fw/post ({label})']['median']:.3f} s",
+                  file=sys.stderr, flush=True)  # progress: a 1,000-NIC run is long under QEMU
+            subprocess.run(clean, input=vm7, capture_output=True, check=True)
+    flush_all()
+    return results
+
+
+def report(results):
+    base = results["python -c pass"]["median"]
+    header("x restore")
+    for name, r in results.items():
+        versus = None
+        if "(nft, " in name:
+            versus = results[name.replace("(nft, ", "(restore, ")]["median"]
+        row(name, r, base, versus)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--runs", type=int, default=9)
+    parser.add_argument("--nics", default=COUNTS, help="NICs protected besides the subject, "
+                                                       "comma-separated (default %(default)s)")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    counts = [int(n) for n in args.nics.split(",")]
+    if not args.inside:
+        return in_namespace(["-n", str(args.runs), "--nics", args.nics])
+    with tempfile.TemporaryDirectory() as workdir:
+        os.environ["VNM_RUN_DIR"] = os.path.join(workdir, "run")
+        results = measure(args.runs, counts, workdir)
+    report(results)
+    try:
+        save("bench_nft", {"python": PYTHON, "runs": args.runs, "nics": counts,
+                           "results": results})
+    except OSError as exc:  # a read-only tree (QEMU): the table above is the result
+        print(f"bench: results not saved: {exc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

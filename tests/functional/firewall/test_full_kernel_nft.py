@@ -1,0 +1,167 @@
+"""The native nft backend (``:firewall_backend: nft``) on real traffic, in Debian's kernel
+(``nf_conntrack_bridge``: ``ct state`` in the bridge family; tools/qemu/run.sh).
+
+The traffic cases are test_fw_traffic's, run here against the same topology built
+with the nft backend (allowed/denied ports, nets, net+port, ICMP types, IPv6 with
+neighbour discovery, replies, spoofing, VM to host). Then what only nft has to
+prove: an update_sg storm opens no window, a bad rule or a transaction the kernel
+refuses changes nothing, another nft table and iptables-nft rules are left alone,
+clean leaves nothing.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from support.assertions import assert_ok, assert_one_error
+from support.firewall import Firewall
+from support.namespaces import Namespace, PROBE
+from support.paths import REPO
+from support.remotes import copy_tree
+
+import test_fw_traffic as traffic
+from test_fw_traffic import (  # noqa: F401 (collected here, against the nft site below)
+    test_allowed_ports_pass_and_others_are_dropped, test_icmp_types,
+    test_ipv6_with_neighbour_discovery, test_net_rules_open_only_for_their_network,
+    test_replies_to_the_vms_own_connections_pass,
+    test_spoofed_mac_and_ip_are_dropped_dhcp_passes,
+    test_vm_to_host_traffic_goes_through_the_input_jump)
+
+pytestmark = pytest.mark.full_kernel
+
+A_VM, A_XML, A_IP, _ = traffic.VMS["A"]
+# A's rules written differently: other sets and rules, the same verdicts for 22 and 9000
+A_XML_TOO = traffic.vm(20, A_IP, traffic.A_IP6, "100,101", True, [
+    *traffic.A_RULES, traffic.rule(100, "INBOUND", "TCP", RANGE="22,23"),
+    traffic.rule(100, "INBOUND", "UDP", IP="10.50.9.0", SIZE="256", RANGE="53:60")])
+BAD_XML = traffic.vm(20, A_IP, traffic.A_IP6, "100,101", True, [
+    *traffic.A_RULES, traffic.rule(100, "INBOUND", "TCP", RANGE="443:80")])
+
+
+class NftFirewall(Firewall):
+    """The engine run with ``:firewall_backend: nft`` (a copy of the tree with that conf)."""
+
+    def __init__(self, workdir):
+        super().__init__("restore-nft", workdir)
+        with open(os.path.join(REPO, "etc", "vnm", "OpenNebulaNetwork.conf"),
+                  encoding="utf-8") as handle:
+            conf = handle.read().replace(":firewall_backend: restore", ":firewall_backend: nft")
+        assert ":firewall_backend: nft" in conf
+        self.tree = copy_tree(os.path.join(str(workdir), "remotes"), conf)
+
+
+class NftSite(traffic.Site):
+    def __init__(self, tmp):  # traffic.Site's, with the nft engine
+        self.fw = NftFirewall(tmp)
+        run_dir = tmp / "run"
+        run_dir.mkdir()
+        self.host = Namespace(str(run_dir))
+        self.guests, self.procs = {}, []
+        try:
+            self._build()
+        except BaseException:
+            self.delete()
+            raise
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    built = NftSite(tmp_path_factory.mktemp("nft"))
+    # another program's nft table and iptables-nft rule, which vnm must leave alone
+    built.host.exec("nft", "-f", "-", input=b"table inet other {\n chain c {\n  type filter "
+                                            b"hook forward priority 10; policy accept;\n"
+                                            b"  counter\n }\n}\n")
+    built.host.exec("iptables", "-w", "-A", "FORWARD", "-s", "192.0.2.1", "-j", "DROP")
+    yield built
+    built.delete()
+
+
+def vnm_table(site):
+    return site.host.exec("nft", "list", "table", "bridge", "vnm")
+
+
+def others(site):
+    """What is not vnm's: another program's nft table and the iptables-nft rules
+    (without counters: traffic goes on)."""
+    return (site.host.exec("nft", "--stateless", "list", "table", "inet", "other"),
+            site.host.exec("iptables", "-w", "-S"), site.host.exec("ip6tables", "-w", "-S"))
+
+
+def test_protection_is_the_bridge_table_not_iptables(site):
+    table = vnm_table(site)
+    for chain in ("one-20-0-i", "one-20-0-o", "one-22-0-i"):
+        assert f"chain {chain} " in table
+    assert "ct state established,related return" in table
+    assert "one-20-0-100-i-nr-inet" in table  # the net+port rule's native set
+    assert "one-" not in site.host.exec("iptables-save")
+    assert "one-" not in site.host.exec("ipset", "list", "-n")
+
+
+def test_update_sg_storm_opens_no_window_and_leaves_others_alone(site):
+    host, b = site.host, site.guests["B"]
+    before = others(site)
+    flood = subprocess.Popen(["ip", "netns", "exec", b.name, sys.executable, PROBE, "flood",
+                              A_IP, "9000", "4"], stdout=subprocess.PIPE, text=True)
+    hold = subprocess.Popen(["ip", "netns", "exec", b.name, sys.executable, PROBE, "hold",
+                             A_IP, "22", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    failures = []
+
+    def updates():
+        for i in range(6):
+            done = site.fw.run(host, "fw", "update_sg", f"one-{A_VM}",
+                               stdin=A_XML_TOO if i % 2 else A_XML)
+            if done.returncode:
+                failures.append(done.stderr.decode())
+
+    worker = threading.Thread(target=updates)
+    worker.start()
+    worker.join()
+    answered = flood.communicate(timeout=30)[0]
+    held, cut = hold.communicate(timeout=30)
+    assert not failures
+    assert int(answered) == 0, "a denied port answered during an update"
+    assert hold.returncode == 0, cut
+    assert int(held) > 100  # the allowed connection kept round-tripping
+    assert others(site) == before
+
+
+def test_bad_rule_changes_nothing(site):
+    before = vnm_table(site), others(site)
+    done = site.fw.run(site.host, "fw", "update_sg", f"one-{A_VM}", stdin=BAD_XML)
+    assert_one_error(done, "RANGE")
+    assert (vnm_table(site), others(site)) == before
+    assert site.guests["B"].probe("tcp", A_IP, 22) == 0
+    assert site.guests["B"].probe("tcp", A_IP, 9000) == 1
+
+
+def test_a_transaction_the_kernel_refuses_changes_nothing(site):
+    """A set of the name the update needs but of another type (planted here) makes the
+    kernel refuse the transaction: the update fails, and nothing of it went in."""
+    host = site.host
+    host.exec("nft", "add", "set", "bridge", "vnm", "one-20-0-100-i-udp-n-inet",
+              "{ type ipv6_addr; }")
+    try:
+        before = vnm_table(site), others(site)
+        wider = traffic.vm(20, A_IP, traffic.A_IP6, "100,101", True, [
+            *traffic.A_RULES, traffic.rule(100, "INBOUND", "UDP", IP="10.50.0.11", SIZE="1")])
+        done = site.fw.run(host, "fw", "update_sg", f"one-{A_VM}", stdin=wider)
+        assert_one_error(done, "nft")
+        assert (vnm_table(site), others(site)) == before
+        assert site.guests["B"].probe("udp", A_IP, 54) == 1  # the wider rule is not in
+    finally:
+        host.exec("nft", "delete", "set", "bridge", "vnm", "one-20-0-100-i-udp-n-inet")
+
+
+def test_clean_leaves_nothing_of_the_vms(site):
+    before = others(site)
+    for name, (vm_id, xml, _ip, _ip6) in traffic.VMS.items():
+        assert_ok(site.fw.run(site.host, "fw", "clean", f"one-{vm_id}", "node1", stdin=xml))
+    table = vnm_table(site)
+    assert "one-" not in table, table
+    assert others(site) == before
+    # unprotected again: the global chain accepts, as with restore
+    assert site.guests["B"].probe("tcp", A_IP, 9000) == 0

@@ -1,0 +1,204 @@
+"""The nft backend's renderer (no root): layout's rules and ipsets as one transaction of
+``table bridge vnm``, sets made disjoint, and what an update deletes and keeps."""
+
+import ipaddress
+
+import pytest
+
+from support.paths import fixture_bytes
+
+from vnmlib.errors import InputError
+from vnmlib.firewall import nft_render
+from vnmlib.firewall.layout import CONNTRACK, IpSet, NicFirewall
+from vnmlib.firewall.nft_render import MAP_IN, MAP_OUT, TableState
+from vnmlib.firewall.sg_rules import nic_groups, rules_by_group
+from vnmlib.model.config import DEFAULTS
+from vnmlib.model.template import parse_vm
+
+VM7 = parse_vm(fixture_bytes("vm7_vnm_reduced.b64"))
+
+
+def build(vm, index):
+    nic = vm.nics[index]
+    groups = rules_by_group(r.attrs for r in vm.rules)
+    aliases = [a for a in vm.aliases if a.get("PARENT_ID") == str(nic.nic_id)]
+    return NicFirewall(vm, nic, aliases, nic_groups(nic, groups), DEFAULTS["ipset_maxelem"],
+                       True, vm.tap_name(nic))
+
+
+def lines(script):
+    return script.splitlines()
+
+
+def dispatch(map_name, tap, chain):
+    """A map element added as nft_render adds it: in a declaration of the map."""
+    return (f'add map bridge vnm {map_name} {{ type ifname : verdict; '
+            f'elements = {{ "{tap}" : jump {chain} }}; }}')
+
+
+@pytest.mark.parametrize("family, tokens, expected", [
+    (4, CONNTRACK, "meta protocol ip ct state established,related return"),
+    (6, ("-j", "DROP"), "meta protocol ip6 drop"),
+    (4, ("-p", "tcp", "-m", "multiport", "--dports", "22,8000:8010", "-j", "RETURN"),
+     "meta protocol ip tcp dport { 22, 8000-8010 } return"),
+    (4, ("-p", "icmp", "-m", "icmp", "--icmp-type", "3/1", "-j", "RETURN"),
+     "meta protocol ip icmp type 3 icmp code 1 return"),
+    (6, ("-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", "134", "-j", "RETURN"),
+     "meta protocol ip6 icmpv6 type 134 return"),
+    (4, ("-s", "0.0.0.0/32", "-d", "255.255.255.255/32", "-p", "udp", "-m", "udp",
+         "--sport", "68", "--dport", "67", "-j", "RETURN"),
+     "meta protocol ip ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 "
+     "return"),
+    (6, ("-m", "mac", "!", "--mac-source", "02:00:0A:00:00:01", "-j", "DROP"),
+     "meta protocol ip6 ether saddr != 02:00:0a:00:00:01 drop"),
+    (4, ("-m", "connlimit", "--connlimit-above", "100", "--connlimit-mask", "0",
+         "--connlimit-saddr", "-j", "DROP"), "meta protocol ip ct count over 100 drop"),
+    (4, ("-p", "esp", "-j", "RETURN"), "meta protocol ip meta l4proto esp return"),
+])
+def test_rules_translate_one_by_one(family, tokens, expected):
+    assert nft_render.rule(family, tokens, {}) == expected
+
+
+def test_set_matches_follow_direction_and_type():
+    sets = {"s-n": IpSet("s-n", "hash:net", 4), "s-nr": IpSet("s-nr", "hash:net,port", 6),
+            "s-ni": IpSet("s-ni", "hash:net,port", 4), "sp": IpSet("sp", "hash:ip", 4)}
+    rule = nft_render.rule
+    assert rule(4, ("-p", "tcp", "-m", "set", "--match-set", "s-n", "src", "-j", "RETURN"),
+                sets) == "meta protocol ip meta l4proto tcp ip saddr @s-n return"
+    assert rule(6, ("-m", "set", "--match-set", "s-nr", "dst,dst", "-j", "RETURN"), sets) == \
+        "meta protocol ip6 ip6 daddr . meta l4proto . th dport @s-nr return"
+    assert rule(4, ("-m", "set", "--match-set", "s-ni", "src,dst", "-j", "RETURN"), sets) == \
+        "meta protocol ip ip saddr . icmp type . icmp code @s-ni return"
+    assert rule(4, ("-m", "set", "!", "--match-set", "sp", "src", "-j", "DROP"), sets) == \
+        "meta protocol ip ip saddr != @sp drop"
+
+
+def test_unknown_tokens_are_a_programming_error_not_a_silent_rule():
+    with pytest.raises(ValueError):
+        nft_render.rule(4, ("-m", "physdev", "--physdev-in", "x", "-j", "RETURN"), {})
+    with pytest.raises(ValueError):
+        nft_render.rule(4, ("-p", "tcp"), {})
+
+
+def test_overlapping_networks_and_ports_become_disjoint_elements():
+    nets = IpSet("one-1-0-5-i-tcp-n-inet", "hash:net", 4)
+    for member in ("10.0.0.0/8", "10.1.0.0/16", "192.168.1.4/32"):
+        nets.members[member] = None
+    assert nft_render.set_elements(nets) == ["10.0.0.0/8", "192.168.1.4"]
+
+    pairs = IpSet("one-1-0-5-i-nr-inet", "hash:net,port", 4)
+    for member in ("10.0.0.0/8,tcp:20-30", "10.1.0.0/16,tcp:25-40", "10.0.0.0/8,udp:53",
+                   "192.168.0.0/24,tcp:31-40"):
+        pairs.members[member] = None
+    elements = nft_render.set_elements(pairs)
+    assert elements == ["10.0.0.0/8 . tcp . 20-30", "10.1.0.0/16 . tcp . 31-40",
+                        "192.168.0.0/24 . tcp . 31-40", "10.0.0.0/8 . udp . 53"]
+    # the same (address, protocol, port) pairs, each covered once
+    def covered(items):
+        found = []
+        for item in items:
+            net, proto, ports = item.split(" . ")
+            low, _, high = ports.partition("-")
+            found += [(ipaddress.ip_network(net), proto, p)
+                      for p in range(int(low), int(high or low) + 1)]
+        return found
+    got = covered(elements)
+    assert len(got) == len(set(got))
+    probe = ipaddress.ip_address("10.1.2.3")
+    assert {p for n, proto, p in got if probe in n and proto == "tcp"} == set(range(20, 41))
+
+    icmp = IpSet("one-1-0-5-i-ni", "hash:net,port", 4)
+    for member in ("10.0.0.0/24,icmp:3/0", "10.0.0.0/25,icmp:3/0", "10.0.0.0/24,icmp:3/1"):
+        icmp.members[member] = None
+    assert nft_render.set_elements(icmp) == ["10.0.0.0/24 . 3 . 0", "10.0.0.0/24 . 3 . 1"]
+
+
+def test_first_protection_creates_the_table_and_dispatches_last():
+    nf = build(VM7, 1)
+    script = lines(nft_render.render(TableState(), [nf]))
+    assert script[0] == "add table bridge vnm"
+    assert "add rule bridge vnm opennebula accept" in script
+    assert script[-2:] == [dispatch(MAP_IN, nf.tap, nf.chain_in),
+                           dispatch(MAP_OUT, nf.tap, nf.chain_out)]
+    for ipset in nf.sets:
+        assert any(line.startswith(f"add set bridge vnm {ipset} ") for line in script)
+    # a set's members are in its declaration (no "add element": see nft_render)
+    assert "add set bridge vnm one-7-1-ip-spoofing { type ipv4_addr; elements = { " \
+        "10.0.1.5, 10.0.1.6 }; }" in script
+    assert not any(line.startswith("add element") for line in script)
+    # each chain: both families, each ending in its own DROP, conntrack first
+    chain_rules = [line.split(" ", 5)[5] for line in script
+                   if line.startswith(f"add rule bridge vnm {nf.chain_in} ")]
+    ip4 = [r for r in chain_rules if r.startswith("meta protocol ip ")]
+    assert ip4[0].endswith("ct state established,related return") and ip4[-1].endswith(" drop")
+
+
+def test_update_replaces_only_the_nics_own_things():
+    nf = build(VM7, 1)
+    state = TableState(True, ["opennebula", "forward", "input", nf.chain_in, nf.chain_out,
+                              "one-99-0-i", "one-99-0-o"],
+                       [*nf.sets, f"{nf.chain}-9-i-tcp-n-inet", "one-99-0-ip-spoofing"],
+                       {MAP_IN: {nf.tap: nf.chain_in, "one-99-0": "one-99-0-i"},
+                        MAP_OUT: {nf.tap: nf.chain_out, "one-99-0": "one-99-0-o"}})
+    script = lines(nft_render.render(state, [nf]))
+    assert not any("add table" in line or "opennebula" in line for line in script)
+    # the dispatch is already as wanted: kept, the chains refilled in the same transaction
+    assert not any("element bridge vnm nic_" in line for line in script)
+    assert not any("one-99-0" in line for line in script)
+    # a group the NIC left: its set goes, after the chains that matched it were flushed
+    assert script.index(f"delete set bridge vnm {nf.chain}-9-i-tcp-n-inet") > \
+        script.index(f"flush chain bridge vnm {nf.chain_in}")
+
+
+def test_clean_removes_chains_sets_and_dispatch():
+    state = TableState(True, ["one-7-1-i", "one-7-1-o", "one-7-10-i"],
+                       ["one-7-1-ip-spoofing", "one-7-10-ip-spoofing"],
+                       {MAP_IN: {"one-7-1": "one-7-1-i"}, MAP_OUT: {"one-7-1": "one-7-1-o"}})
+    script = lines(nft_render.render(state, remove=["one-7-1"]))
+    assert script == [
+        'delete element bridge vnm nic_in { "one-7-1" }',
+        'delete element bridge vnm nic_out { "one-7-1" }',
+        "flush chain bridge vnm one-7-1-i", "flush chain bridge vnm one-7-1-o",
+        "delete set bridge vnm one-7-1-ip-spoofing",
+        "delete chain bridge vnm one-7-1-i", "delete chain bridge vnm one-7-1-o"]
+
+
+def test_a_tap_name_nft_cannot_quote_is_refused_naming_the_nic():
+    nf = build(VM7, 1)
+    nf.tap = 'tap"; flush ruleset'
+    with pytest.raises(InputError, match=r"NIC.*cannot be matched by the nft backend"):
+        nft_render.render(TableState(), [nf])
+
+
+def test_removing_from_a_host_without_the_table_changes_nothing():
+    assert nft_render.render(TableState(), remove=["one-7-1"]) == ""
+
+
+def test_routed_nics_are_refused_with_nft_before_anything_runs():
+    from vnmlib import firewall
+    from vnmlib.firewall import backend_nft
+
+    nic = VM7.nics[1]
+    groups = rules_by_group(r.attrs for r in VM7.rules)
+    routed = NicFirewall(VM7, nic, [], nic_groups(nic, groups), DEFAULTS["ipset_maxelem"],
+                         False, VM7.tap_name(nic))
+
+    class Ctx:
+        conf = {"firewall_backend": "nft"}
+        log = None
+
+    assert firewall.backend_of(Ctx.conf) is backend_nft
+    with pytest.raises(InputError, match="nft protects bridged NICs only"):
+        firewall.apply(Ctx(), install=[routed])
+    with pytest.raises(InputError, match="elastic and nodeport need restore or iptc"):
+        backend_nft.list_rules([(4, "nat", "PREROUTING")])
+
+
+def test_a_tap_dispatching_elsewhere_is_taken_over():
+    nf = build(VM7, 1)
+    state = TableState(True, ["opennebula", nf.chain_in, nf.chain_out, "one-98-0-i"], [],
+                       {MAP_IN: {nf.tap: "one-98-0-i"}, MAP_OUT: {}})
+    script = lines(nft_render.render(state, [nf]))
+    assert script[0] == f'delete element bridge vnm {MAP_IN} {{ "{nf.tap}" }}'
+    assert script[-2:] == [dispatch(MAP_IN, nf.tap, nf.chain_in),
+                           dispatch(MAP_OUT, nf.tap, nf.chain_out)]
