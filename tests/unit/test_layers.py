@@ -20,7 +20,7 @@ LAYERS = {
     "host": 3,
     "linux": 4, "firewall": 4,
     "ovs": 5,
-    "elastic": 6,
+    "elastic": 6, "ovn": 6,
     "nodeport": 7,
     "drivers": 8,
     "contract": 9,

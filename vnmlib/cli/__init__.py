@@ -1,4 +1,5 @@
-"""``vnm``: the operators' command (install, run, plan, status, doctor, gc, demo).
+"""``vnm``: the operators' command (install, run, plan, status, doctor, gc, demo, verify,
+why).
 
 Subcommands live in their own modules, imported only when named: ``vnm
 --help`` costs click alone, and the action scripts never import this package.
@@ -21,6 +22,9 @@ COMMANDS = {
     "doctor": "check this host: kernel features, tools, configuration, permissions",
     "gc": "find (and with --apply remove) what VMs that are gone left behind",
     "demo": "a VM network lifecycle in a throwaway namespace",
+    "verify": "a live self-test of a VM NIC's protection on this host",
+    "why": "which rule, set or flow decides one packet of a VM NIC",
+    "ovn": "join this host to OVN (the ovn driver), check its join",
 }
 
 

@@ -33,12 +33,21 @@ DEFAULTS = {
     # source MACs a NIC without MAC filtering may use (the wire guard's set)
     "conntrack_limit": 16384,
     "learned_mac_limit": 256,
+    # vnm's own (issue 21): a NIC's protection installed by pre, before the VM
+    # runs; VMs may not answer DHCP or advertise routes unless their network says so
+    "protect_in_pre": True,
+    "dhcp_server_guard": True,
+    "ra_guard": True,
     "firewall_backend": "restore",
     "keep_empty_bridge": False,
     "ip_bridge_conf": {},
     "bridge_conf": {},
     "ip_link_conf": {},
     "ovs_bridge_conf": {},
+    # vnm's own (issue 18): security groups on Open vSwitch ports, opt-in
+    "ovs_security_groups": False,
+    # libvirt: update_nic's QoS connection, and its run dir (live taps); vnmlib/model/qos.py
+    "libvirt_uri": "qemu:///system",
     # vnm's own: the bounds of every wait (lock_timeout, tool_timeout, xtables_wait,
     # gc_record_grace), see vnmlib/model/waits.py
     **WAIT_DEFAULTS,
