@@ -56,8 +56,11 @@ class Context:
             from vnmlib.host import libvirt_domain
 
             if self.action in libvirt_domain.LIVE_TAP_ACTIONS:
-                self._vm.libvirt_taps = libvirt_domain.live_taps(lambda: self.conf, self._vm,
-                                                                 self.log)
+                # in root's sudo helper the configuration is the caller's: its libvirt_uri
+                # (a socket= directory) must not choose a path root reads, so libvirt's own
+                # run directory only (the built-in qemu:///system)
+                conf_of = (lambda: {}) if self.sent else (lambda: self.conf)
+                self._vm.libvirt_taps = libvirt_domain.live_taps(conf_of, self._vm, self.log)
         return self._vm
 
     @property
