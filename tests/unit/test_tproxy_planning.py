@@ -63,16 +63,16 @@ def test_networks_choose_the_bridges_and_the_first_entry_of_a_port_wins():
                dict(ENTRY, remote_addr="10.0.0.2", networks=[0]),
                dict(ENTRY, remote_addr="10.0.0.3"),
                dict(ENTRY, service_port=5031, networks=[7])])
-    wanted = tproxy.wanted(ctx, [nic(0, "vnet0")])
+    wanted = tproxy.wanted(ctx, [nic(0, "vnet0")], BridgeNeed)
     assert [s.as_list() for s in wanted["br0"].services.values()] == [[5030, "10.0.0.2", 5030]]
     assert wanted["br0"].uplinks == {"uplink0"}
     assert "service_port 5030 is defined twice" in ctx.log.lines[0]
-    assert tproxy.wanted(Ctx([dict(ENTRY, networks=[5])]), [nic(0, "vnet0")]) == {}
+    assert tproxy.wanted(Ctx([dict(ENTRY, networks=[5])]), [nic(0, "vnet0")], BridgeNeed) == {}
 
 
 def test_a_bridge_without_room_for_the_veth_names_is_refused():
     with pytest.raises(InputError, match="BRIDGE abcdefghijklmno cannot have a TProxy"):
-        tproxy.wanted(Ctx([ENTRY]), [nic(bridge="abcdefghijklmno")])
+        tproxy.wanted(Ctx([ENTRY]), [nic(bridge="abcdefghijklmno")], BridgeNeed)
 
 
 def test_the_arp_chain_names_the_uplinks_both_ways():

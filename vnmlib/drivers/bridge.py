@@ -7,18 +7,14 @@ bridge (fw) reuse them for their own NICs.
 from vnmlib.drivers import action_table, privileged, succeed, with_qos
 from vnmlib.host import port_owner, steps
 from vnmlib.host.change import change_links
-from vnmlib.linux import bridge as linux_bridge, tproxy
+from vnmlib.linux import bridge as linux_bridge
 from vnmlib.model.naming import check_ifname, old_vlan_ranges
 
 
 @privileged
 def pre(ctx):
     # pre ignores ATTACH: creating what exists already is a no-op (reference §5.4).
-    nics = ctx.vm.driver_nics(ctx.driver)
-    proxies = tproxy.wanted(ctx, nics)  # a bad :tproxy: fails before any change
-    linux_bridge.attach(ctx, nics)
-    # the reference's TProxy.setup_tproxy(:up)
-    tproxy.attach(ctx, proxies, lambda: linux_bridge.release(ctx, nics))
+    linux_bridge.attach(ctx, ctx.vm.driver_nics(ctx.driver))  # and the bridge's TProxy
 
 
 @privileged
@@ -47,9 +43,7 @@ def clean(ctx):
     plugged = ctx.vm.hotplugged()
     if plugged is not None and plugged.kind != "NIC":
         return  # alias or PCI hot-plug: no bridge-level work (reference special_hotplug?)
-    nics = ctx.vm.scoped_nics(ctx.driver)
-    linux_bridge.release(ctx, nics)
-    tproxy.release(ctx, nics)  # with the bridge's last guest
+    linux_bridge.release(ctx, ctx.vm.scoped_nics(ctx.driver))  # TProxy with the last guest
 
 
 @with_qos

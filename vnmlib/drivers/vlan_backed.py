@@ -6,7 +6,7 @@ bridge VLAN filters (802.1Q: QinQ ``CVLANS`` and ``VLAN_TAGGED_ID`` trunks;
 vxlan: none, reference §2.5).
 """
 
-from vnmlib.linux import tproxy, vlan_bridge
+from vnmlib.linux import vlan_bridge
 from vnmlib.drivers import action_table, privileged, security_groups, with_qos
 
 
@@ -16,8 +16,8 @@ def actions(need_type, vlan_filters):
     @privileged
     def pre(ctx):
         # the links, then the NICs' protection, before the taps exist
-        security_groups().pre(ctx, lambda: _attach(ctx, need_type),
-                              lambda: _release(ctx, need_type))
+        security_groups().pre(ctx, lambda: vlan_bridge.attach(ctx, need_type),
+                              lambda: vlan_bridge.release(ctx, need_type))
 
     @privileged
     def post(ctx):
@@ -29,7 +29,7 @@ def actions(need_type, vlan_filters):
     def clean(ctx):
         # bridge and device first, then the rules (the reference's order; vxlan's
         # reference removed the rules twice, once is enough)
-        _release(ctx, need_type)
+        vlan_bridge.release(ctx, need_type)  # with the bridge's TProxy
         security_groups().clean(ctx)
 
     @privileged
@@ -42,18 +42,3 @@ def actions(need_type, vlan_filters):
         vlan_bridge.update(ctx, need_type, filters=vlan_filters)
 
     return action_table(pre, post, clean, update_sg, update_nic)
-
-
-def _attach(ctx, need_type):
-    """Bridge and device, then the bridge's TProxy (the reference's VLANDriver#activate)."""
-    nics = vlan_bridge.network_nics(ctx.vm.driver_nics(ctx.driver))
-    proxies = tproxy.wanted(ctx, nics, need_type)
-    vlan_bridge.attach(ctx, need_type)
-    tproxy.attach(ctx, proxies, lambda: vlan_bridge.release(ctx, need_type))
-
-
-def _release(ctx, need_type):
-    vlan_bridge.release(ctx, need_type)
-    plugged = ctx.vm.hotplugged()
-    if plugged is None or plugged.kind == "NIC":  # vlan_bridge.release's own rule
-        tproxy.release(ctx, vlan_bridge.network_nics(ctx.vm.scoped_nics(ctx.driver)), need_type)

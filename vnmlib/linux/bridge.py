@@ -13,6 +13,7 @@ from vnmlib.errors import VnmError
 from vnmlib.host import port_owner, steps
 from vnmlib.host.change import change_links
 from vnmlib.host.locks import BridgeUsers, nic_user
+from vnmlib.linux import tproxy
 from vnmlib.model.bridge_options import bridge_options, sysfs_name
 from vnmlib.model.naming import vlan_device_name
 from vnmlib.model.nic_need import NicNeed
@@ -107,19 +108,29 @@ def plan_release(view, bridge, needs, users_left):
 
 
 def attach(ctx, nics, need_type=BridgeNeed):
-    """``pre`` for ``nics``: bridge + uplink per NIC, recorded as users of the bridge."""
-    # every NIC is validated before any change: bridge options here, device specs while planning
+    """``pre`` for ``nics``: bridge + uplink per NIC, recorded as users of the bridge,
+    then each bridge's TProxy when ``:tproxy:`` wants one (the reference's
+    ``TProxy.setup_tproxy(:up)`` at the end of ``activate``)."""
+    # every NIC is validated before any change: bridge options and :tproxy: here,
+    # device specs while planning
     needs = [need_type(nic, ctx.conf) for nic in nics]
     if not needs:
         return
+    proxies = tproxy.wanted(ctx, nics, need_type)
     records = [(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id)) for need in needs]
     change_links(ctx.log, [name for need in needs for name in need.link_names()],
                  lambda view: plan_attach(view, needs), users=records)
+    tproxy.attach(ctx, proxies, lambda: _release_links(ctx, needs))
 
 
 def release(ctx, nics, need_type=BridgeNeed):
-    """``clean`` for ``nics``: forget them as users, delete bridges left unused."""
-    needs = [need_type(nic, ctx.conf) for nic in nics]
+    """``clean`` for ``nics``: forget them as users, delete bridges left unused, then
+    their TProxy when no guest is left (also when keep_empty_bridge keeps the bridge)."""
+    _release_links(ctx, [need_type(nic, ctx.conf) for nic in nics])
+    tproxy.release(ctx, nics, need_type)
+
+
+def _release_links(ctx, needs):
     by_bridge = {}
     for need in needs:
         by_bridge.setdefault(need.bridge, []).append(need)

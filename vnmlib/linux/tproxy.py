@@ -15,6 +15,10 @@ bridge the reference's arrangement (reference §2.9):
   services of each bridge are a root-owned state file the daemon reads on
   SIGHUP (the reference kept them in nftables maps).
 
+It is part of a bridge's own life: :func:`vnmlib.linux.bridge.attach` and
+``release`` call :func:`wanted`, :func:`attach` and :func:`release`, so every
+driver built on a Linux bridge gets it without wiring it in.
+
 Every ``pre`` checks the daemon (started when dead, reloaded when alive);
 ``clean`` of the last guest of a bridge removes its arrangement, and the
 daemon stops with the last bridge. Everything is planned as
@@ -31,7 +35,6 @@ from vnmlib.host import process, steps, sysfs
 from vnmlib.host.locks import BridgeUsers, LinkLocks, ensure_dir, netns_key, run_dir
 from vnmlib.host.steps import Step
 from vnmlib.host.view import LinkView
-from vnmlib.linux.bridge import BridgeNeed
 from vnmlib.model import tproxy_conf, waits
 
 SERVICE_ADDR = "169.254.16.9"
@@ -68,7 +71,7 @@ class BridgeProxy:
         self.uplinks = set()
 
 
-def wanted(ctx, nics, need_type=BridgeNeed):
+def wanted(ctx, nics, need_type):
     """{bridge: BridgeProxy} for ``nics``; every value checked before anything changes.
 
     Called before the bridge is made, so a bad ``:tproxy:`` is one line and no change.
@@ -482,7 +485,7 @@ def plan_release(view, bridge, needs, users_left):
             RemoveTproxyPort(bridge, view.exists(port) and proven_ours(view, bridge))]
 
 
-def release(ctx, nics, need_type=BridgeNeed):
+def release(ctx, nics, need_type):
     """``clean``: after the bridge's own release, its TProxy goes when no guest is left.
 
     Independent of the conf (it may have lost ``:tproxy:`` since ``pre``): what
