@@ -59,6 +59,52 @@ def path_with(bindir):
     return f"{bindir}:{os.environ.get('PATH', '')}"
 
 
+ANY_NTH_WRAPPER = """#!/usr/bin/python3
+# fails the VNM_FAIL_AT-th call of any wrapped tool; the others run the real one
+import fcntl, os, sys
+tool = os.path.basename(sys.argv[0])
+with open(os.environ["VNM_FAIL_COUNT"], "a+") as count:  # the families commit at once
+    fcntl.flock(count, fcntl.LOCK_EX)
+    count.seek(0)
+    n = int(count.read() or 0) + 1
+    count.seek(0)
+    count.truncate()
+    count.write(str(n))
+if n == int(os.environ["VNM_FAIL_AT"]):
+    sys.stderr.write(tool + ": injected failure\\n")
+    sys.exit(1)
+real = os.path.join("/usr/sbin", tool)
+os.execv(real, [real] + sys.argv[1:])
+"""
+
+
+class FailingInTurn:
+    """Wrappers of ``tools`` sharing one call counter, so a test can fail each call of
+    an action in turn: ``env(n)`` fails the n-th call of any of them (0: none) and
+    ``calls()`` says how many the last run made."""
+
+    def __init__(self, workdir, tools):
+        bindir = os.path.join(str(workdir), "fail-bin")
+        os.makedirs(bindir)
+        for tool in tools:
+            path = os.path.join(bindir, tool)
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(ANY_NTH_WRAPPER)
+            os.chmod(path, 0o755)
+        self.bindir = bindir
+        self.count = os.path.join(str(workdir), "calls")
+
+    def env(self, fail_at):
+        with open(self.count, "w", encoding="ascii") as handle:
+            handle.write("0")
+        return {"PATH": path_with(self.bindir), "VNM_FAIL_AT": str(fail_at),
+                "VNM_FAIL_COUNT": self.count}
+
+    def calls(self):
+        with open(self.count, encoding="ascii") as handle:
+            return int(handle.read())
+
+
 def vnm_argv(ns, *args):
     # ip by its path: a wrapped ip on the command's PATH is for vnm, not for entering the netns
     return [shutil.which("ip"), "netns", "exec", ns.name, PYTHON, "-m", "vnmlib.cli", *args]

@@ -14,13 +14,13 @@ traffic does. C, with the reference's timing, shows the window this closes.
 """
 
 import os
-import stat
 import subprocess
 
 import pytest
 
 from support.assertions import assert_ok, assert_one_error
 from support.commands import stop
+from support.fault_injection import FailingInTurn
 from support.firewall import ipsets
 from support.namespaces import Guest, Namespace
 from support.oned_input import b64, bridge_nic, vm_xml
@@ -192,23 +192,6 @@ def test_pre_refuses_a_target_naming_another_nics_tap_before_it_exists(ns):
     assert "one-55-0" not in ns.exec("iptables", "-w", "-S")
 
 
-WRAPPER = """#!/usr/bin/python3
-# fails the VNM_FAIL_AT-th call of any wrapped tool; the others run the real one
-import fcntl, os, sys
-tool = os.path.basename(sys.argv[0])
-with open(os.environ["VNM_FAIL_COUNT"], "a+") as count:  # the families commit at once
-    fcntl.flock(count, fcntl.LOCK_EX)
-    count.seek(0)
-    n = int(count.read() or 0) + 1
-    count.seek(0)
-    count.truncate()
-    count.write(str(n))
-if n == int(os.environ["VNM_FAIL_AT"]):
-    sys.stderr.write(tool + ": injected failure\\n")
-    sys.exit(1)
-real = os.path.join("/usr/sbin", tool)
-os.execv(real, [real] + sys.argv[1:])
-"""
 TOOLS = ("iptables", "ip6tables", "iptables-save", "ip6tables-save", "iptables-restore",
          "ip6tables-restore", "ipset", "nft")
 
@@ -216,18 +199,9 @@ TOOLS = ("iptables", "ip6tables", "iptables-save", "ip6tables-save", "iptables-r
 def test_a_pre_that_fails_at_any_tool_call_leaves_nothing(ns, tmp_path):
     """Each firewall tool call of pre fails in turn: pre fails with one line and the host
     is as before it (no bridge, rules, sets or guard), or it succeeds whole."""
-    bindir = tmp_path / "fail-bin"
-    bindir.mkdir()
-    for tool in TOOLS:
-        (bindir / tool).write_text(WRAPPER)
-        (bindir / tool).chmod(stat.S_IRWXU)
-    count = tmp_path / "calls"
+    tools = FailingInTurn(tmp_path, TOOLS)
     xml = b64(vm_xml(53, [nic(53, "02:00:0a:33:00:35", "10.51.0.53", IP6="fd51::53")]))
-
-    def env(fail_at):
-        count.write_text("0")
-        return {"PATH": f"{bindir}:{os.environ['PATH']}", "VNM_FAIL_AT": str(fail_at),
-                "VNM_FAIL_COUNT": str(count)}
+    env = tools.env
 
     def state():
         # the guard's family: netdev, or the interim bridge table when nft refused that
@@ -241,7 +215,7 @@ def test_a_pre_that_fails_at_any_tool_call_leaves_nothing(ns, tmp_path):
     assert_ok(ns.run("fw", "clean", "h", stdin=xml))
     old = state()
     assert_ok(ns.run("fw", "pre", stdin=xml, env=env(0)))
-    new, calls = state(), int(count.read_text())
+    new, calls = state(), tools.calls()
     assert calls >= 5 and new != old
     assert_ok(ns.run("fw", "clean", "h", stdin=xml))
     failed = 0

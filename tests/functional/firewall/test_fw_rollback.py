@@ -8,34 +8,15 @@ Before, a failing ip6tables-restore left the IPv4 rules and the new set
 members live while the action reported failure.
 """
 
-import os
-import stat
 
 import pytest
 
 from support.assertions import assert_ok, assert_one_error
+from support.fault_injection import FailingInTurn
 from support.firewall import Firewall, ipsets
 from support.oned_input import b64, bridge_nic, rules_xml, vm_xml
 
 TOOLS = ("iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "ipset")
-
-WRAPPER = """#!/usr/bin/python3
-# fails the VNM_FAIL_AT-th call of any wrapped tool; the others run the real one
-import fcntl, os, sys
-tool = os.path.basename(sys.argv[0])
-with open(os.environ["VNM_FAIL_COUNT"], "a+") as count:
-    fcntl.flock(count, fcntl.LOCK_EX)
-    count.seek(0)
-    n = int(count.read() or 0) + 1
-    count.seek(0)
-    count.truncate()
-    count.write(str(n))
-if n == int(os.environ["VNM_FAIL_AT"]):
-    sys.stderr.write(tool + ": injected failure\\n")
-    sys.exit(1)
-real = os.path.join("/usr/sbin", tool)
-os.execv(real, [real] + sys.argv[1:])
-"""
 
 
 def nic(**extra):
@@ -56,21 +37,7 @@ NEW = vm(("10.1.0.0", 256), ("10.2.0.0", 256), ("fd00:2::", 65536))
 
 @pytest.fixture
 def wrapped(tmp_path):
-    bindir = tmp_path / "fail-bin"
-    bindir.mkdir()
-    for tool in TOOLS:
-        path = bindir / tool
-        path.write_text(WRAPPER)
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    count = tmp_path / "calls"
-
-    def env(fail_at):
-        count.write_text("0")
-        return {"PATH": f"{bindir}:{os.environ['PATH']}", "VNM_FAIL_AT": str(fail_at),
-                "VNM_FAIL_COUNT": str(count)}
-
-    env.calls = lambda: int(count.read_text())
-    return env
+    return FailingInTurn(tmp_path, TOOLS)
 
 
 def state(fw, ns):
@@ -96,14 +63,14 @@ def test_each_tool_call_failing_in_turn_leaves_old_or_new_state(ns, tmp_path, wr
             return state(fw, ns)
 
         old = reset()
-        assert_ok(fw.run(ns, "fw", action, *args, stdin=stdin, env=wrapped(0)))
+        assert_ok(fw.run(ns, "fw", action, *args, stdin=stdin, env=wrapped.env(0)))
         new = state(fw, ns)
         calls = wrapped.calls()
         assert calls >= 4 and new != old
         failed = 0
         for fail_at in range(1, calls + 1):
             assert reset() == old
-            done = fw.run(ns, "fw", action, *args, stdin=stdin, env=wrapped(fail_at))
+            done = fw.run(ns, "fw", action, *args, stdin=stdin, env=wrapped.env(fail_at))
             now = state(fw, ns)
             if done.returncode == 0:
                 assert now == new, (action, fail_at, done.stderr.decode())
