@@ -12,7 +12,14 @@ same after the flows of 1,000 other protected NICs (vm7's rules, other VM
 ids and port numbers) are on the bridge; their ports are not created: the
 flow table is what grows with them, and it is what post and clean change.
 Budgets (issue 18): post <= 0.2 s; at 1,000 protected NICs post and clean
-<= 2x the empty-bridge figure. Also: flows per NIC. Results: table on
+<= 2x the empty-bridge figure. Also: flows per NIC.
+
+Protection from pre (issue 21, vnmlib/ovs/pre_guard.py), at 1,000 NICs: pre
+and post of vm7 from an undeployed NIC (no port row, no flows, no tap; the
+tap appears after pre and is re-added as libvirt does), with ``:protect_in_pre:``
+true (the row and the flows in pre) and false (the reference's timing, the
+baseline). Budget, as the Linux drivers' (bench_protect_in_pre.py): pre + post
+protected <= 1.5x pre + post with the reference's timing. Results: table on
 stdout, JSON in bench/out/.
 """
 
@@ -85,6 +92,9 @@ def _measure(runs, work, ovs):
     trees = {sg: copy_tree(os.path.join(work, f"remotes-{sg}"),
                            NETDEV + f":ovs_security_groups: {str(sg).lower()}\n")
              for sg in (True, False)}
+    trees["reference timing"] = copy_tree(os.path.join(work, "remotes-reference"),
+                                          NETDEV + ":ovs_security_groups: true\n"
+                                          ":protect_in_pre: false\n")
     for tree in trees.values():
         subprocess.run([PYTHON, "-m", "compileall", "-q", os.path.join(tree, "vnmlib")],
                        check=True)
@@ -92,7 +102,7 @@ def _measure(runs, work, ovs):
         sh("ip", "link", "add", link, "type", "veth", "peer", "name", f"{link}p")
         sh("ip", "link", "set", link, "up")
     action = {(sg, name): script("ovswitch", name, trees[sg])
-              for sg in (True, False) for name in ("pre", "post", "clean", "update_sg")}
+              for sg in trees for name in ("pre", "post", "clean", "update_sg")}
     post = action[True, "post"] + ["one-7", "h"]
 
     def deployed():
@@ -126,7 +136,34 @@ def _measure(runs, work, ovs):
         results[f"clean ({scale})"] = series(runs, action[True, "clean"] + ["h"], vm7,
                                              before=deployed)
         deployed()
+    for timing, tree in (("protected in pre", True), ("reference timing", "reference timing")):
+        results.update(_pre_post(runs, action, tree, timing, vm7))
     return results, flows
+
+
+def _pre_post(runs, action, tree, timing, vm7):
+    """pre and post of vm7's NIC from undeployed, the tap appearing between them."""
+    def run(name, *args):
+        subprocess.run(action[tree, name] + list(args), input=vm7, capture_output=True,
+                       check=True)
+
+    def undeployed():  # clean, then no tap (one-3-0 keeps the bridge)
+        run("clean", "h")
+        sh("ip", "link", "del", "one-7-1")
+
+    def pre_done():
+        undeployed()
+        run("pre")
+        sh("ip", "link", "add", "one-7-1", "type", "veth", "peer", "name", "one-7-1p")
+        sh("ip", "link", "set", "one-7-1", "up")
+        # libvirt's call: the row pre made, if any, replaced by a new one
+        sh("ovs-vsctl", "--", "--if-exists", "del-port", "one-7-1", "--", "add-port", BRIDGE,
+           "one-7-1")
+
+    return {f"pre ({timing}, {NICS} NICs)": series(runs, action[tree, "pre"], vm7,
+                                                   before=undeployed),
+            f"post ({timing}, {NICS} NICs)": series(runs, action[tree, "post"] + ["one-7", "h"],
+                                                    vm7, before=pre_done)}
 
 
 def report(measured):
@@ -135,17 +172,26 @@ def report(measured):
     header("x empty")
     for name, r in results.items():
         empty = name.replace(f"{NICS} NICs", "empty")
-        row(name, r, base, results[empty]["median"] if empty != name else None)
+        versus = results.get(empty) if empty != name else None
+        row(name, r, base, versus["median"] if versus else None)
     print("flows per NIC (vm7's fw NIC: 8 rules, anti-spoofing, an alias): "
           + ", ".join(f"{count} {what}" for what, count in flows.items()))
 
     def ratio(what):
         return results[f"{what} ({NICS} NICs)"]["median"] / results[f"{what} (empty)"]["median"]
 
+    def pre_post(timing):
+        return sum(results[f"{action} ({timing}, {NICS} NICs)"]["median"]
+                   for action in ("pre", "post"))
+
+    protected = pre_post("protected in pre") / pre_post("reference timing")
+    print(f"pre + post protected in pre / with the reference's timing: {protected:.2f}x")
+
     return check_budgets([
         ("post <= 0.2 s", results["post (empty)"]["median"] <= 0.2),
         (f"post at {NICS} protected NICs <= 2x empty", ratio("post") <= 2),
         (f"clean at {NICS} protected NICs <= 2x empty", ratio("clean") <= 2),
+        ("pre + post protected in pre <= 1.5x the reference's timing", protected <= 1.5),
     ])
 
 

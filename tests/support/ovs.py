@@ -11,6 +11,7 @@ kernel (tools/qemu) ``kernel=True`` uses the kernel datapath. The daemons are st
 import json
 import os
 import subprocess
+import sys
 import time
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
@@ -102,6 +103,23 @@ class Ovs:
 
     def ofctl(self, *args, check=True):
         return self._run("ovs-ofctl", "--timeout=10", *args, check=check)
+
+    def opened(self, interface):
+        """The OpenFlow port ovs-vswitchd gives ``interface`` once it has opened its device."""
+        for _ in range(200):
+            number = self.row("Interface", interface, "ofport")["ofport"]
+            if isinstance(number, int) and number > 0:
+                return number
+            time.sleep(0.05)
+        raise AssertionError(f"Open vSwitch did not open {interface}: {self.log()}")
+
+    def libvirt_add_port(self, bridge, tap, mac=None):
+        """libvirt's own call for a tap it made (virNetDevOpenvswitchAddPort): a row of that
+        name, such as the one vnm's pre makes for a protected NIC, is replaced in the same
+        transaction."""
+        extra = ["--", "set", "Interface", tap, f'external-ids:attached-mac="{mac}"'] if mac \
+            else []
+        self.vsctl("--", "--if-exists", "del-port", tap, "--", "add-port", bridge, tap, *extra)
 
     def bridges(self):
         return set(self.vsctl("list-br").split())
@@ -221,3 +239,19 @@ def reset_host(host):
     import shutil
 
     shutil.rmtree(os.path.join(host.ns.run_dir, "users"), ignore_errors=True)
+
+
+# The guest side computes its checksums (ethtool -K <dev> tx off, by ioctl: no ethtool
+# here). A veth leaves TCP/UDP checksums to "hardware"; the kernel datapath copes,
+# but the userspace datapath's conntrack checks them and marks such a packet invalid.
+NO_TX_CSUM = """import array, fcntl, socket, struct, sys
+value = array.array("B", struct.pack("II", 0x17, 0))  # ETHTOOL_STXCSUM, off
+request = struct.pack("16sP", sys.argv[1].encode(), value.buffer_info()[0])
+fcntl.ioctl(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), 0x8946, request)  # SIOCETHTOOL
+"""
+
+
+def checksums_in_software(guest):
+    """For traffic through conntrack on the userspace datapath (above)."""
+    subprocess.run(["ip", "netns", "exec", guest.name, sys.executable, "-c", NO_TX_CSUM,
+                    guest.dev], check=True)

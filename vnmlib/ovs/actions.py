@@ -6,7 +6,9 @@ need (:mod:`vnmlib.ovs.need`: the uplink is PHYDEV, or a VXLAN device).
 
 - ``pre`` (:func:`attach`): bridge, uplink; one ovs-vsctl transaction. For
   ``BRIDGE_TYPE=openvswitch_dpdk`` also the NICs' vhost-user ports
-  (:mod:`vnmlib.ovs.vhost_user`), which ``post`` adds too when missing.
+  (:mod:`vnmlib.ovs.vhost_user`), which ``post`` adds too when missing. NICs
+  that enforce security groups get their port row and flows before the tap
+  exists (:mod:`vnmlib.ovs.pre_guard`, ``:protect_in_pre:``).
 - ``post`` (:func:`configure_ports`): each VM port's VLAN settings and vnm's
   mark naming its NIC (one transaction, :mod:`vnmlib.ovs.port_settings`) and its
   flows (one bundle per bridge, :mod:`vnmlib.ovs.flow_plan`).
@@ -32,25 +34,35 @@ from vnmlib.ovs.bridge_plan import plan_attach, plan_release, plan_uplink_swap, 
 from vnmlib.ovs.flow_plan import plan_flows
 from vnmlib.ovs.port_ownership import owned_taps
 from vnmlib.ovs.port_settings import PORT_KEYS, plan_port_settings, port_columns
+from vnmlib.ovs.pre_guard import guarded_nics, plan_guards
 from vnmlib.ovs.sg_flows import enabled as enforces_groups, vm_groups
 from vnmlib.ovs.vhost_user import plan_ports as plan_vhost_ports, uses_vhost_user
 from vnmlib.ovs.view import reader
 
 
 def attach(ctx, need_type):
-    """``pre``: every NIC of the driver gets its bridge and uplink; recorded as a bridge user."""
+    """``pre``: every NIC of the driver gets its bridge and uplink; recorded as a bridge user.
+
+    A NIC enforcing security groups gets its port row and flows before its
+    tap exists (:mod:`vnmlib.ovs.pre_guard`), in the same plan: if they fail,
+    the bridge and uplink this ``pre`` made are undone with them.
+    """
     needs = [need_type(nic, ctx.conf) for nic in ctx.vm.driver_nics(ctx.driver)]
     if not needs:
         return
     for need in needs:
         need.uplink  # validate PHYDEV / OUTER_VLAN_ID before anything changes
+    # their MACs and TARGETs checked here too
+    guarded = guarded_nics(ctx.vm, ctx.driver, ctx.conf, {need.uplink for need in needs})
     # recorded before anything is built: a full run directory builds nothing
     records = [(need.bridge, nic_user(need.nic.vm_id, need.nic.nic_id)) for need in needs]
     vm = ctx.vm
+    uplinks = {need.bridge: need.uplink for need in needs if need.uplink}
 
     def plan(view):
         # openvswitch_dpdk: vnm adds the vhost-user ports, before the domain starts
-        return plan_attach(view, needs) + plan_vhost_ports(view.state, vm, needs)
+        return (plan_attach(view, needs) + plan_vhost_ports(view.state, vm, needs)
+                + plan_guards(view, vm, ctx.driver, ctx.conf, guarded, uplinks))
 
     change_links(ctx.log, [name for need in needs for name in need.link_names()],
                  plan, read=reader(wanted_options(needs)), users=records)

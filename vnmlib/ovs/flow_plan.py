@@ -20,16 +20,11 @@ def plan_flows(state, vm, driver, needs, conf, leaving_alias=None):
     for need in needs:
         nic = need.nic
         tap, port = require_port(state, vm, need)
-        arp = is_true(nic_conf(conf, nic).get("arp_cache_poisoning"))
-        aliases = vm.aliases_of(nic, leaving=leaving_alias, driver=driver)
         protected = sg_flows.enabled(conf, nic)
         if protected:
             groups = sg_flows.vm_groups(vm) if groups is None else groups
-            flows = ovs_flows.port_flows(port, nic, aliases, arp, accept=sg_flows.ENTER)
-            bootp = any(ovs_flows.filters_ip(element) for element in [nic] + list(aliases))
-            flows += sg_flows.protected_flows(port, nic, groups, bootp)
-        else:
-            flows = ovs_flows.port_flows(port, nic, aliases, arp)
+        flows = nic_port_flows(port, nic, vm, driver, conf, groups if protected else None,
+                               leaving_alias)
         lines, shown = by_bridge.setdefault(nic.bridge, ([], []))
         lines += ovs_flows.replace_lines(port, nic, flows)
         shown.append(f"{tap} (port {port}, {len(flows)} flows"
@@ -38,6 +33,18 @@ def plan_flows(state, vm, driver, needs, conf, leaving_alias=None):
                                      if groups is not None else "")
     return [ovs.FlowBundle(bridge, lines, f"flows of {', '.join(shown)} on {bridge}: {pipeline}")
             for bridge, (lines, shown) in by_bridge.items()]
+
+
+def nic_port_flows(port, nic, vm, driver, conf, groups, leaving_alias=None):
+    """Every flow of ``nic`` on OpenFlow ``port``: anti-spoofing, and with ``groups`` (the
+    VM's parsed rules; None: the NIC does not enforce them) its security groups'."""
+    arp = is_true(nic_conf(conf, nic).get("arp_cache_poisoning"))
+    aliases = vm.aliases_of(nic, leaving=leaving_alias, driver=driver)
+    if groups is None:
+        return ovs_flows.port_flows(port, nic, aliases, arp)
+    flows = ovs_flows.port_flows(port, nic, aliases, arp, accept=sg_flows.ENTER)
+    bootp = any(ovs_flows.filters_ip(element) for element in [nic] + list(aliases))
+    return flows + sg_flows.protected_flows(port, nic, groups, bootp)
 
 
 def plan_flow_removal(view, vm, bridge, nics, owned):

@@ -126,8 +126,9 @@ def read_state(options=()):
             "Port": ["_uuid", "name", "tag", "trunks", "vlan_mode", "cvlans", "other_config",
                      "external_ids"],
             # options: a vhost-user port's socket (vnmlib.ovs.vhost_user)
-            "Interface": ["name", "type", "ofport", "error", "mtu_request", "external_ids",
-                          "options"],
+            # ofport_request: the numbers pre reserves (vnmlib.ovs.pre_guard)
+            "Interface": ["name", "type", "ofport", "ofport_request", "error", "mtu_request",
+                          "external_ids", "options"],
             "Open_vSwitch": ["other_config"],
         })
     existing = {row["name"]: row for row in rows["Bridge"]}
@@ -157,6 +158,7 @@ def read_state(options=()):
                 cvlans=_as_list(port["cvlans"]))
         bridges[bridge["name"]] = names
     interfaces = {row["name"]: dict(row, ofport=_optional(row["ofport"]),
+                                    ofport_request=_optional(row["ofport_request"]),
                                     error=_optional(row["error"]),
                                     mtu_request=_optional(row["mtu_request"]))
                   for row in rows["Interface"]}

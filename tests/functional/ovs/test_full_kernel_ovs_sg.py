@@ -37,10 +37,15 @@ def test_kernel_datapath_conntrack_rules(tmp_path):
                           rule("ALL", "OUTBOUND"))
         stdin = b64(vm_xml(50, [attrs], extra=rules))
         assert_ok(host.run("ovswitch", "pre", stdin=stdin))
+        # pre made the tap's row with a requested port number and its flows (issue 21)
+        number = host.ovs.row("Interface", "one-50-0", "ofport_request")["ofport_request"]
+        assert number >= 32768
         a = Guest(host.ns, tap="one-50-0", mac=A_MAC, ipv4="10.71.0.10/24",
                   ipv6="fd00:71::10/64")
         host.guests.append(a)
-        host.ovs.vsctl("add-port", "ovsk1", "one-50-0")
+        assert host.ovs.opened("one-50-0") == number  # the kernel datapath honours it too
+        host.ovs.libvirt_add_port("ovsk1", "one-50-0", A_MAC)
+        assert host.ovs.ofport("one-50-0") == number
         assert_ok(host.run("ovswitch", "post", "one-50", "h", stdin=stdin))
         b = Guest(host.ns, link="uplink0p")  # the LAN, where VLAN 10 is tagged
         host.guests.append(b)

@@ -19,7 +19,7 @@ from support.commands import stop
 from support.fault_injection import vnm
 from support.namespaces import Guest, PROBE
 from support.oned_input import b64, rules_xml, vm_xml
-from support.ovs import OvsHost
+from support.ovs import OvsHost, checksums_in_software
 from support.remotes import copy_tree
 
 BRIDGE = "sgbr"
@@ -79,8 +79,8 @@ def site(tmp_path_factory):
         host.guests += [a, c, b]
         for guest in (a, b, c):
             checksums_in_software(guest)
-        for tap in ("one-40-0", "one-41-0"):
-            host.ovs.vsctl("add-port", BRIDGE, tap)
+        for tap, mac in (("one-40-0", A_MAC), ("one-41-0", C_MAC)):
+            host.ovs.libvirt_add_port(BRIDGE, tap, mac)  # pre made their rows (issue 21)
         assert_ok(host.run("ovswitch", "post", "one-40", "node1", stdin=VM_A))
         assert_ok(host.run("ovswitch", "post", "one-41", "node1", stdin=VM_C))
         procs.append(a.start("serve", "--tcp", A_PORTS, "--udp", "53,54"))
@@ -90,21 +90,6 @@ def site(tmp_path_factory):
         for proc in procs:
             stop(proc)
         host.delete()
-
-
-# The guest side computes its checksums (ethtool -K <dev> tx off, by ioctl: no ethtool
-# here). A veth leaves TCP/UDP checksums to "hardware"; the kernel datapath copes,
-# but the userspace datapath's conntrack checks them and marks such a packet invalid.
-NO_TX_CSUM = """import array, fcntl, socket, struct, sys
-value = array.array("B", struct.pack("II", 0x17, 0))  # ETHTOOL_STXCSUM, off
-request = struct.pack("16sP", sys.argv[1].encode(), value.buffer_info()[0])
-fcntl.ioctl(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), 0x8946, request)  # SIOCETHTOOL
-"""
-
-
-def checksums_in_software(guest):
-    subprocess.run(["ip", "netns", "exec", guest.name, sys.executable, "-c", NO_TX_CSUM,
-                    guest.dev], check=True)
 
 
 def ours(host):
@@ -214,7 +199,7 @@ def test_ovswitch_vxlan_post_update_sg_clean(site):
     e_vm = b64(vm_xml(43, [attrs], extra=rules_xml(rule("TCP", RANGE="22"), OUT_ALL)))
     assert_ok(host.run("ovswitch_vxlan", "pre", stdin=e_vm))
     host.ns.add_tap("one-43-0")
-    host.ovs.vsctl("add-port", "sgvx", "one-43-0")
+    host.ovs.libvirt_add_port("sgvx", "one-43-0")
     assert_ok(host.run("ovswitch_vxlan", "post", "one-43", "node1", stdin=e_vm))
     rules = host.ovs.flows("sgvx", "table=51")
     assert any("tp_dst=22" in f and "ct(commit,zone=" in f for f in rules), rules
