@@ -31,6 +31,7 @@ from support.paths import PYTHON, REPO
 
 NB_SCHEMA = "/usr/share/ovn/ovn-nb.ovsschema"
 SB_SCHEMA = "/usr/share/ovn/ovn-sb.ovsschema"
+SB_PROBE_MS = 60000  # SB's inactivity probe of its clients, as docs/drivers/ovn.md advises
 
 
 def _wait(what, ready, proc=None, log="", seconds=20):
@@ -109,8 +110,13 @@ class FrontEnd:
 
     def start(self):
         d = self.daemons
+        # SB's listener from its Connection row (set below), as ovn-central's: a command-line
+        # remote would probe every client after 5 s idle, and drop an ovn-controller busy
+        # longer than that (binding hundreds of ports on a loaded machine), which then
+        # recomputes everything when it reconnects
         for name, schema, remotes in (("nb", NB_SCHEMA, []),
-                                      ("sb", SB_SCHEMA, [f"--remote=ptcp:6642:{self.control}"])):
+                                      ("sb", SB_SCHEMA,
+                                       ["--remote=db:OVN_Southbound,SB_Global,connections"])):
             sh("ovsdb-tool", "create", d.path(f"{name}.db"), schema)
             sock = d.path(f"{name}.sock")
             d.start(f"{name}-ovsdb-server",
@@ -120,6 +126,8 @@ class FrontEnd:
                     lambda sock=sock: os.path.exists(sock))
         self.nbctl("init")
         self.sbctl("init")
+        self.sbctl("set-connection", f"ptcp:6642:{self.control}")
+        self.sbctl("set", "Connection", ".", f"inactivity_probe={SB_PROBE_MS}")
         pid = d.path("northd.pid")
         d.start("ovn-northd", ["ovn-northd", f"--ovnnb-db={self.nb_remote}",
                                f"--ovnsb-db=unix:{d.path('sb.sock')}", f"--pidfile={pid}",

@@ -10,7 +10,7 @@ br-int to its port and waits until ovn-controller has installed it.
 See docs/drivers/ovn.md.
 """
 
-from vnmlib.drivers import action_table, privileged, succeed
+from vnmlib.drivers import action_table, privileged, with_qos
 
 
 def _front_end_vm(ctx):
@@ -21,10 +21,23 @@ def _front_end_vm(ctx):
     return vm, vm.scoped_nics(ctx.driver), parse_xml(decode_base64(ctx.stdin), "VM")
 
 
+def _alias_hotplug(ctx):
+    """(the alias being attached or detached, its parent NIC of this driver), or None."""
+    vm = ctx.vm
+    plugged = vm.hotplugged()
+    if plugged is None or plugged.kind != "NIC_ALIAS":
+        return None
+    parent = vm.alias_parent(plugged, ctx.driver)
+    return None if parent is None else (plugged, parent)
+
+
 def pre(ctx):
     from vnmlib.ovn import front, ports
 
     vm, nics, root = _front_end_vm(ctx)
+    alias = _alias_hotplug(ctx)
+    if alias is not None:
+        nics = [alias[1]]  # the parent's port gains the alias's addresses and floating IPs
     if not nics:
         return
     wanted = ports.wanted(vm, nics, ctx.driver, ports.last_host(root))
@@ -46,6 +59,15 @@ def clean(ctx):
 
         raise VnmError("usage: clean <host>")
     vm = ctx.vm
+    alias = _alias_hotplug(ctx)
+    if alias is not None:  # the parent's port loses the alias's addresses and floating IPs
+        from vnmlib.ovn import ports
+
+        leaving, parent = alias
+        host = ports.last_host(_front_end_vm(ctx)[2])  # where it runs: its binding stays
+        front.pre(ctx.conf, vm.id, ports.wanted(vm, [parent], ctx.driver, host, leaving),
+                  ctx.log)
+        return
     nics = vm.scoped_nics(ctx.driver)
     if nics:
         front.clean(ctx.conf, vm.id, {names.port(vm.id, n.nic_id) for n in nics}, ctx.argv[0],
@@ -78,6 +100,15 @@ def vnet_delete(ctx):
     front.vnet_delete(ctx.conf, switch.vnet_id(ctx.stdin), ctx.log)
 
 
-# update_nic: a network's attributes live on its switch (vnet_create), nothing per host
-ACTIONS = {**action_table(pre, post, clean, update_sg, succeed),
+@with_qos
+def update_nic(ctx):
+    """A network update on the host: the NICs' new bandwidth limits through libvirt, as
+    every driver (``with_qos``); nothing of the NB port changes. QoS stays libvirt's
+    because libvirt already shapes the tap from the domain XML oned writes at boot: an
+    OVN meter set here would be a second limit the next update could not lift. The
+    rest of a network update (DNS, gateway, MTU) is the switch's DHCP options, a
+    network's, which ``vnet_create`` writes."""
+
+
+ACTIONS = {**action_table(pre, post, clean, update_sg, update_nic),
            "vnet_create": vnet_create, "vnet_delete": vnet_delete}

@@ -303,15 +303,17 @@ def _memberships(index, groups, row, wanted_groups):
 
 
 def _floating_ips(txn, northbound, vm_id, ports):
-    """Each port's EXTERNAL_IP as a NAT of its network's router; none for the others."""
+    """Each port's floating IPs (its NIC's and aliases') as NATs of its network's router;
+    none for the others."""
     router.drop_nat(northbound, vm_id, {p.external_ids[names.NIC_ID] for p in ports
-                                        if p.external_ip is None})
+                                        if not p.floating})
     for port in ports:
-        if port.external_ip is None:
+        if not port.floating:
             continue
         row = router.find(northbound, port.vnet_id)
         if row is None:
-            raise VnmError(f"{port.nic.label}: EXTERNAL_IP {port.external_ip} needs a router on "
+            first = port.floating[0]
+            raise VnmError(f"{first.label}: {first.what} {first.external} needs a router on "
                            f"network {port.vnet_id} (OVN_EXTERNAL_NETWORK in its template)")
         router.set_nat(txn, northbound, row, port)
 
@@ -341,7 +343,7 @@ def pre(conf, vm_id, ports, log):
         _floating_ips(txn, northbound, vm_id, ports)
 
     groups = ", ".join(sorted({sg_id for p in ports for sg_id, _ in p.groups}))
-    floating = ", ".join(f"{p.external_ip} -> {p.internal_ip}" for p in ports if p.external_ip)
+    floating = ", ".join(f"{f.external} -> {f.internal}" for p in ports for f in p.floating)
     _commit(conf, log, f"pre of VM {vm_id}",
             f"logical ports {', '.join(p.name for p in ports)} bound to {ports[0].chassis}, "
             f"with port security, in security groups {groups}"

@@ -16,19 +16,28 @@ _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,252})")
 _ADDRESSES = (("IP", 4), ("IP6", 6), ("IP6_GLOBAL", 6), ("IP6_ULA", 6))
 
 
+class Floating:
+    """A floating IP: ``external`` (EXTERNAL_IP or EXTERNAL_IP6 of a NIC or alias) maps to
+    ``internal``, that element's address of the same family."""
+
+    __slots__ = ("label", "what", "external", "internal")
+
+    def __init__(self, label, what, external, internal):
+        self.label, self.what, self.external, self.internal = label, what, external, internal
+
+
 class WantedPort:
     """The Logical_Switch_Port of one NIC, and the security groups it is in."""
 
     __slots__ = ("nic", "name", "vnet_id", "mac", "ips", "chassis", "groups", "external_ids",
-                 "external_ip", "internal_ip")
+                 "floating")
 
     def __init__(self, nic, name, vnet_id, mac, ips, chassis, groups, external_ids,
-                 external_ip=None, internal_ip=None):
+                 floating=()):
         self.nic, self.name, self.vnet_id, self.mac = nic, name, vnet_id, mac
         self.ips, self.chassis, self.groups = ips, chassis, groups
         self.external_ids = external_ids
-        # the NIC's floating IP (EXTERNAL_IP) and the IP it maps to, or None
-        self.external_ip, self.internal_ip = external_ip, internal_ip
+        self.floating = list(floating)  # [Floating] of the NIC and its aliases
 
     @property
     def addresses(self):
@@ -50,9 +59,9 @@ def last_host(stdin_root):
     return hosts[-1]
 
 
-def _ips(vm, nic, driver):
+def _ips(elements):
     found = []
-    for element in [nic, *vm.aliases_of(nic, driver=driver)]:
+    for element in elements:
         for name, version in _ADDRESSES:
             address = element.ip_address(name, version)
             if address is not None:
@@ -60,8 +69,27 @@ def _ips(vm, nic, driver):
     return list(dict.fromkeys(found))
 
 
-def wanted(vm, nics, driver, host):
-    """[WantedPort] for ``nics`` of ``vm`` on ``host``; raises on any bad value."""
+def _floating(element):
+    """[Floating] of a NIC or alias: EXTERNAL_IP to its IP, EXTERNAL_IP6 to its first IPv6
+    address (IP6, IP6_GLOBAL, IP6_ULA)."""
+    found = []
+    for name, version, targets in (("EXTERNAL_IP", 4, ("IP",)),
+                                   ("EXTERNAL_IP6", 6, ("IP6", "IP6_GLOBAL", "IP6_ULA"))):
+        external = element.ip_address(name, version)
+        if external is None:
+            continue
+        internal = next((a for a in (element.ip_address(t, version) for t in targets)
+                         if a is not None), None)
+        if internal is None:
+            raise InputError(f"{element.label}: {name} {external} needs "
+                             f"{' or '.join(targets)} (the address it maps to)")
+        found.append(Floating(element.label, name, external, internal))
+    return found
+
+
+def wanted(vm, nics, driver, host, leaving=None):
+    """[WantedPort] for ``nics`` of ``vm`` on ``host``, without the alias ``leaving`` (being
+    detached); raises on any bad value."""
     groups = rules_by_group(rule.attrs for rule in vm.rules)
     ports = []
     for nic in nics:
@@ -71,14 +99,9 @@ def wanted(vm, nics, driver, host):
         vnet_id = nic.network_id
         if vnet_id is None:
             raise InputError(f"{nic.label}: NETWORK_ID is missing: its logical switch is unknown")
-        name = names.port(vm.id, nic.nic_id)
-        external_ip = nic.ip_address("EXTERNAL_IP", 4)
-        internal_ip = nic.ip_address("IP", 4)
-        if external_ip is not None and internal_ip is None:
-            raise InputError(f"{nic.label}: EXTERNAL_IP {external_ip} needs IP (the address "
-                             "it maps to)")
-        ports.append(WantedPort(nic, name, vnet_id, mac, _ips(vm, nic, driver), host,
-                                nic_groups(nic, groups),
+        elements = [nic, *vm.aliases_of(nic, leaving, driver)]
+        ports.append(WantedPort(nic, names.port(vm.id, nic.nic_id), vnet_id, mac,
+                                _ips(elements), host, nic_groups(nic, groups),
                                 names.tags(vnet_id=vnet_id, vm_id=vm.id, nic_id=nic.nic_id),
-                                external_ip, internal_ip))
+                                [f for element in elements for f in _floating(element)]))
     return ports

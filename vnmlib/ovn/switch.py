@@ -143,7 +143,7 @@ def wanted(stdin):
     if mtu:
         external_ids["opennebula:mtu"] = str(mtu)
     dhcp = {4: _dhcp4(root, vnet_id, mtu), 6: _dhcp6(root, vnet_id)}
-    cidr4 = dhcp[4][0] if dhcp[4] else None
+    cidr4, cidr6 = (dhcp[family][0] if dhcp[family] else None for family in (4, 6))
     return WantedSwitch(vnet_id, names.switch(vnet_id), external_ids,
                         {family: d for family, d in dhcp.items() if d}, _localnet(root),
-                        router.wanted(lambda name: _attr(root, name), vnet_id, cidr4))
+                        router.wanted(lambda name: _attr(root, name), vnet_id, cidr4, cidr6))
