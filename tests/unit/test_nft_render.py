@@ -10,7 +10,7 @@ from support.paths import fixture_bytes
 from vnmlib.errors import InputError
 from vnmlib.firewall import nft_render
 from vnmlib.firewall.layout import CONNTRACK, IpSet, NicFirewall
-from vnmlib.firewall.nft_render import MAP_IN, MAP_OUT, TableState
+from vnmlib.firewall.nft_render import MAP_IN, MAP_OUT, MAP_ROUTED, TableState
 from vnmlib.firewall.sg_rules import nic_groups, rules_by_group
 from vnmlib.model.config import DEFAULTS
 from vnmlib.model.template import parse_vm
@@ -174,24 +174,54 @@ def test_removing_from_a_host_without_the_table_changes_nothing():
     assert nft_render.render(TableState(), remove=["one-7-1"]) == ""
 
 
-def test_routed_nics_are_refused_with_nft_before_anything_runs():
-    from vnmlib import firewall
-    from vnmlib.firewall import backend_nft
-
+def test_a_routed_nic_is_dispatched_by_its_tap_on_the_output_hook_too():
     nic = VM7.nics[1]
     groups = rules_by_group(r.attrs for r in VM7.rules)
     routed = NicFirewall(VM7, nic, [], nic_groups(nic, groups), DEFAULTS["ipset_maxelem"],
                          False, VM7.tap_name(nic))
+    script = lines(nft_render.render(TableState(), [routed]))
+    assert "add rule bridge vnm output oifname vmap @routed_in" in script
+    for map_name, chain in ((MAP_IN, routed.chain_in), (MAP_OUT, routed.chain_out),
+                            (MAP_ROUTED, routed.chain_in)):
+        assert dispatch(map_name, routed.tap, chain) in script
+    # a bridged NIC on a host with the output hook: no routed dispatch, no second hook
+    state = TableState(True, ["opennebula", "output"], [], {})
+    script = lines(nft_render.render(state, [build(VM7, 1)]))
+    assert not any("routed_in" in line or " output " in line for line in script)
+    # removal takes the routed element too
+    state = TableState(True, ["opennebula", "output", routed.chain_in, routed.chain_out], [],
+                       {MAP_IN: {}, MAP_OUT: {}, MAP_ROUTED: {routed.tap: routed.chain_in}})
+    assert (f'delete element bridge vnm routed_in {{ "{routed.tap}" }}'
+            in lines(nft_render.render(state, remove=[routed.chain])))
 
-    class Ctx:
-        conf = {"firewall_backend": "nft"}
-        log = None
 
-    assert firewall.backend_of(Ctx.conf) is backend_nft
-    with pytest.raises(InputError, match="nft protects bridged NICs only"):
-        firewall.apply(Ctx(), install=[routed])
-    with pytest.raises(InputError, match="elastic and nodeport need restore or iptc"):
-        backend_nft.list_rules([(4, "nat", "PREROUTING")])
+@pytest.mark.parametrize("tokens, expected", [
+    (("-d", "198.51.100.10/32", "-j", "DNAT", "--to-destination", "10.9.0.10"),
+     "ip daddr 198.51.100.10 dnat to 10.9.0.10"),
+    (("-s", "10.9.0.10/32", "-o", "uplink0", "-j", "SNAT", "--to-source", "198.51.100.10"),
+     'ip saddr 10.9.0.10 oifname "uplink0" snat to 198.51.100.10'),
+    (("-s", "10.9.0.10/32", "-j", "MASQUERADE"), "ip saddr 10.9.0.10 masquerade"),
+    (("-p", "tcp", "-m", "addrtype", "--dst-type", "LOCAL", "-m", "tcp", "--dport", "9022",
+      "-j", "DNAT", "--to-destination", "10.9.0.10:22"),
+     "fib daddr type local tcp dport 9022 dnat to 10.9.0.10:22"),
+    # iptables' "/base" (port for port) as an explicit map
+    (("-p", "tcp", "-m", "addrtype", "--dst-type", "LOCAL", "-m", "tcp", "--dport", "9001:9003",
+      "-j", "DNAT", "--to-destination", "10.9.0.10:1-3/9001"),
+     "fib daddr type local tcp dport 9001-9003 dnat to 10.9.0.10 : tcp dport map "
+     "{ 9001 : 1, 9002 : 2, 9003 : 3 }"),
+    (("-j", "one-10-0-dnat"), "jump one-10-0-dnat"),
+])
+def test_nat_rules_translate(tokens, expected):
+    assert nft_render.nat_rule(tokens) == expected
+
+
+def test_nat_jump_deleted_by_its_handle_only():
+    ops = [("chain", "one-10-0-dnat"), ("delete", "PREROUTING", ("-j", "one-10-0-dnat")),
+           ("delete_chain", "one-10-0-dnat")]
+    script = lines(nft_render.nat_script(ops, {("PREROUTING", "one-10-0-dnat"): 7}))
+    assert "delete rule ip vnm_nat PREROUTING handle 7" in script
+    with pytest.raises(ValueError):
+        nft_render.nat_script(ops, {})
 
 
 def test_a_tap_dispatching_elsewhere_is_taken_over():

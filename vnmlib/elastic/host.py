@@ -3,8 +3,9 @@
 ``up`` protects first and exposes after: the routed security groups (§7.4)
 are in place before the ``<IP>/32`` route, the proxy-ARP entry for the
 ``GATEWAY`` and the provider's operations make the VM reachable; if any of
-those fails, what was applied is undone and the security groups removed, so
-a failed ``remote_post`` leaves nothing behind. ``down`` goes the other way:
+those fails, what was applied is undone, and the security groups too unless
+``pre`` installed them (:func:`vnmlib.elastic.routed.up`): a failed
+``remote_post`` leaves only what was there before it. ``down`` goes the other way:
 unreachable first, then unprotected.
 
 The routes, the shared proxy-ARP entries and the nat chains are the

@@ -158,16 +158,38 @@ def plan_unreach(view, users, target):
     return planned
 
 
+def _protected(backend, bases):
+    """Those of ``bases`` (``one-<vm>-<nic>``) whose security-group chains exist: a
+    read of these chains only, whatever else the host protects."""
+    if getattr(backend, "NATIVE", False):  # nft: the table's chain names
+        chains = backend.read_state().chains
+        return {base for base in bases if f"{base}-o" in chains}
+    keys = {base: (4, "filter", f"{base}-o") for base in bases}
+    listed = backend.list_rules(keys.values())
+    return {base for base, key in keys.items() if listed[key] is not None}
+
+
 def up(ctx, targets, devices, plan, what):
     """Routed security groups, then ``plan(view)``'s steps under the ``devices``' locks
-    with the targets' proxy-ARP records written; any failure removes the groups again."""
+    with the targets' proxy-ARP records written.
+
+    A failure undoes only what this action added: the groups of NICs that had none
+    before are removed; a NIC ``pre`` protected keeps its protection (the VM exists
+    and may run; oned's clean removes it), as it does after any failed ``post``.
+    """
+    backend = firewall.backend_of(ctx.conf)
+    bases = [f"one-{ctx.vm.id}-{nic.nic_id}" for nic in ctx.vm.driver_nics(ctx.driver)]
+    before = _protected(backend, bases)
     firewall.post(ctx, bridged=False)
     try:
         change_links(ctx.log, devices, plan, read=HostView,
                      users=[(proxy_key(t), t.user) for t in targets], records=RECORDS)
     except BaseException:
-        firewall.clean(ctx, bridged=False)
-        ctx.log.info(f"rolled back: security groups of the {what} NICs removed")
+        added = sorted(_protected(backend, bases) - before)
+        if added:
+            firewall.apply(ctx, remove=added)
+            ctx.log.info(f"rolled back: security groups of the {what} NICs "
+                         f"{', '.join(added)} removed")
         raise
 
 

@@ -24,8 +24,7 @@ from vnmlib.model.config import DEFAULTS, nic_conf
 from vnmlib.model.numbers import decimal
 from vnmlib.errors import InputError, VnmError
 from vnmlib.host.locks import FirewallLock
-from vnmlib.firewall import commit, ipsets, l2guard, recency, transaction
-from vnmlib.firewall import conntrack_cut
+from vnmlib.firewall import in_place, ipsets, l2guard, recency, transaction
 from vnmlib.firewall.layout import FAMILIES, NicFirewall
 from vnmlib.firewall.sg_rules import nic_groups, rules_by_group
 
@@ -128,8 +127,6 @@ def apply(ctx, install=(), remove=(), started=None, still_unused=None, early=Fal
     if not install and not remove:
         return
     backend = backend_of(ctx.conf)
-    if getattr(backend, "NATIVE", False) and any(not nf.bridged for nf in install):
-        raise InputError(backend.ROUTED_REFUSED)
     log = ctx.log
     with FirewallLock():
         if started is not None:
@@ -145,13 +142,21 @@ def apply(ctx, install=(), remove=(), started=None, still_unused=None, early=Fal
                                           [], started, early)], log)
             return
         snapshots = transaction.read(backend, transaction.own_chains(install, remove))
+        done, guard_only, digests = [], [], {}
+        if install and not remove:
+            done, guard_only, digests = in_place.check(install, snapshots,
+                                                       recency.digests(install))
+        if done or guard_only:
+            # pre's protection (or an update's unchanged one) is there: nothing rewritten
+            steps.apply([ProtectionInPlace(done, guard_only, started, digests)], log)
+            return
         existing = ipsets.list_names()
         changes = {f: transaction.plan_family(f, snapshots[f], install, remove)
                    for f in FAMILIES}
         stale = transaction.stale_sets(existing, install, remove)
         # a step like the links' ones: vnm plan shows it, and only steps.apply applies it
         steps.apply([ProtectionChange(ctx, backend, changes, snapshots, install, remove,
-                                      existing, stale, started, early)], log)
+                                      existing, stale, started, early, digests)], log)
 
 
 class ProtectionChange(steps.Step):
@@ -163,16 +168,21 @@ class ProtectionChange(steps.Step):
     """
 
     def __init__(self, ctx, backend, changes, snapshots, install, remove, existing, stale,
-                 started, early=False):
+                 started, early=False, digests=None):
         self.ctx, self.backend, self.changes, self.snapshots = ctx, backend, changes, snapshots
         self.install, self.remove, self.existing, self.stale = install, remove, existing, stale
         self.started, self.early = started, early
+        # {chain: digest} recorded once the commit went in (:mod:`.in_place`)
+        self.digests = digests or {}
 
     def apply(self, nl):
+        # imported here: a post that finds pre's protection in place needs neither
+        from vnmlib.firewall import commit, conntrack_cut
+
         install, remove = self.install, self.remove
         guards = [nf.guard for nf in install if nf.guard]
         added = l2guard.missing(guards) if self.early and guards else []
-        with recency.recorded(install, remove, self.started or recency.now()):
+        with recency.recorded(install, remove, self.started or recency.now(), self.digests):
             # the wire guard first and gone last: never chains without it
             l2guard.apply(install=guards, absent=[g for g in guards if not sysfs.exists(g.tap)])
             try:
@@ -193,6 +203,29 @@ class ProtectionChange(steps.Step):
             lines.append(f"{nf.label}: protection of {nf.tap} applied ({nf.chain_in}/-o: "
                          f"{rules} rules, {len(nf.sets)} ipsets)")
         lines += [f"{base}: protection removed (chains, jumps, ipsets)" for base in self.remove]
+        return "\n".join(lines)
+
+
+class ProtectionInPlace(steps.Step):
+    """NICs whose protection :mod:`.in_place` found whole: their start time recorded
+    (a later-started update still wins, an earlier one still loses), and the wire
+    guard written for those whose rules and sets were there but not their guard."""
+
+    def __init__(self, done, guard_only, started, digests):
+        self.done, self.guard_only, self.started, self.digests = done, guard_only, started, digests
+
+    def apply(self, nl):
+        if self.guard_only:
+            # one nft transaction: the old guard or the new one, never none
+            guards = [nf.guard for nf in self.guard_only]
+            l2guard.apply(install=guards, absent=[g for g in guards if not sysfs.exists(g.tap)])
+        recency.confirm(self.done + self.guard_only, self.started or recency.now(),
+                        self.digests)
+
+    def describe(self):
+        lines = [f"{nf.label}: protection of {nf.tap} in place" for nf in self.done]
+        lines += [f"{nf.label}: protection of {nf.tap} in place, its wire guard written"
+                  for nf in self.guard_only]
         return "\n".join(lines)
 
 

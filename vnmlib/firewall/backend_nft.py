@@ -1,58 +1,26 @@
-"""The native nftables backend (``:firewall_backend: nft``, opt-in): bridged NICs only.
+"""The native nftables backend (``:firewall_backend: nft``, opt-in).
 
-Security groups live in vnm's own ``table bridge vnm`` (:mod:`.nft_render`
-says why the bridge family), written by libnftables in-process (Debian's
-python3-nftables) or, without the binding, by ``nft -f -``: one transaction
-for both families and every set, so there is no per-family rollback and no
-ipset. The host's iptables rules and other nft tables are not touched.
-
-Routed mode (elastic, nodeport) needs iptables' nat and routed jumps: with this
-backend their actions are refused with one line (:data:`ROUTED_REFUSED`), never
-silently written with iptables.
+Security groups, bridged (fw, 802.1Q, vxlan) and routed (elastic, nodeport),
+live in vnm's own ``table bridge vnm`` (:mod:`.nft_render` says why the
+bridge family), written by libnftables in-process (Debian's python3-nftables)
+or, without the binding, by ``nft -f -``: one transaction for both families
+and every set, so there is no per-family rollback and no ipset. elastic's and
+nodeport's nat chains live in vnm's own ``table ip vnm_nat``, with iptables'
+names (:func:`list_rules` and :func:`apply_tables` speak their operations).
+The host's iptables rules and other nft tables are not touched.
 """
 
 import json
 
 from vnmlib.errors import InputError, VnmError
-from vnmlib.host import process
 from vnmlib.firewall import nft_render
+from vnmlib.firewall.libnft import binding, run
 from vnmlib.firewall.layout import GLOBAL_CHAIN
-from vnmlib.firewall.nft_render import FAMILY, MAP_IN, MAP_OUT, TABLE
+from vnmlib.firewall.nft_render import (FAMILY, MAP_IN, MAP_OUT, MAP_ROUTED, NAT_FAMILY,
+                                        NAT_HOOKS, NAT_TABLE, TABLE)
 
 NATIVE = True
-ROUTED_REFUSED = ("firewall_backend nft protects bridged NICs only (fw, 802.1Q, vxlan); "
-                  "elastic and nodeport need firewall_backend restore or iptc")
 _MISSING = "No such file or directory"
-
-
-_CONTEXT = []  # the one libnftables context of this process, once made
-
-
-def _binding():
-    """libnftables through python3-nftables, or None (no binding, or no library)."""
-    if not _CONTEXT:
-        try:
-            import nftables
-
-            _CONTEXT.append(nftables.Nftables())
-        except (ImportError, OSError):
-            _CONTEXT.append(None)
-    return _CONTEXT[0]
-
-
-def run(script, as_json=False, terse=False, dry_run=False):
-    """(ok, output, error) of ``script``: one nft transaction (or listing)."""
-    nft = _binding()
-    if nft is not None:
-        nft.set_json_output(as_json)
-        nft.set_terse_output(terse)
-        nft.set_dry_run(dry_run)
-        rc, out, err = nft.cmd(script)
-        return rc == 0, out, err
-    argv = [process.which("nft"), *(["-j"] if as_json else []), *(["-t"] if terse else []),
-            *(["-c"] if dry_run else []), "-f", "-"]
-    done = process.run(argv, script)
-    return done.ok, done.stdout, done.stderr
 
 
 def _first_error(text):
@@ -107,8 +75,9 @@ def read_state():
     chains = _objects("chains", "chain")
     if GLOBAL_CHAIN not in chains:
         return nft_render.TableState()
+    maps = (MAP_IN, MAP_OUT, MAP_ROUTED) if "output" in chains else (MAP_IN, MAP_OUT)
     return nft_render.TableState(True, chains, _objects("sets", "set"),
-                                 {m: _dispatch(m) for m in (MAP_IN, MAP_OUT)})
+                                 {m: _dispatch(m) for m in maps})
 
 
 def commit(script):
@@ -185,23 +154,88 @@ def list_sets():
     return [i["set"]["name"] for i in _listing() if "set" in i]
 
 
+def _nat_listing():
+    """{chain: [rule JSON]} of vnm's nat table; {} when it does not exist."""
+    ok, out, err = run(f"list table {NAT_FAMILY} {NAT_TABLE}", as_json=True)
+    if not ok:
+        if _MISSING in err:
+            return {}
+        raise VnmError(f"reading nft table {NAT_FAMILY} {NAT_TABLE}: {_first_error(err)}")
+    chains = {}
+    for item in json.loads(out or "{}").get("nftables", []):
+        if "chain" in item:
+            chains.setdefault(item["chain"]["name"], [])
+        elif "rule" in item:
+            chains.setdefault(item["rule"]["chain"], []).append(item["rule"])
+    return chains
+
+
+def _port_text(right):
+    if isinstance(right, dict) and "range" in right:
+        low, high = right["range"]
+        return f"{low}:{high}"
+    return str(right)
+
+
+def nat_tokens(rule):
+    """A nat rule read back as the ``iptables -S`` tokens that tell what it does: its TCP
+    or UDP destination ports (nodeport's overlap check) and its target (a jump's target
+    for :func:`vnmlib.elastic.nat.read_jumps`)."""
+    tokens = []
+    for expr in rule.get("expr", ()):
+        match = expr.get("match") or {}
+        payload = (match.get("left") or {}).get("payload") or {}
+        if payload.get("field") == "dport" and payload.get("protocol") in ("tcp", "udp"):
+            tokens += ["-p", payload["protocol"], "--dport", _port_text(match.get("right"))]
+        elif payload.get("protocol") == "ip" and payload.get("field") in ("saddr", "daddr"):
+            tokens += ["-s" if payload["field"] == "saddr" else "-d", str(match.get("right"))]
+        elif "jump" in expr:
+            tokens += ["-j", expr["jump"]["target"]]
+        elif "dnat" in expr or "snat" in expr:
+            tokens += ["-j", "DNAT" if "dnat" in expr else "SNAT"]
+        elif "masquerade" in expr:
+            tokens += ["-j", "MASQUERADE"]
+    return tuple(tokens)
+
+
 def list_nat():
-    """No nat: routed mode is refused with this backend."""
-    return []
+    """vnm's nat table as ``iptables -t nat -S`` lines (``vnm status`` and ``gc``)."""
+    lines = []
+    for chain, rules in sorted(_nat_listing().items()):
+        lines.append(f"-N {chain}" if chain not in NAT_HOOKS else f"-P {chain} ACCEPT")
+        lines += [f"-A {chain} {' '.join(nat_tokens(r))}" for r in rules]
+    return lines
 
 
-NO_CHAINS = ("firewall_backend nft keeps no iptables chains: elastic and nodeport need "
-             "restore or iptc, and vnm why/verify do not evaluate nft rules "
-             "(nft list table bridge vnm shows them)")
+NO_CHAINS = ("firewall_backend nft keeps no iptables filter chains: its rules are "
+             "table bridge vnm's (nft list table bridge vnm; vnm why/verify walk them)")
 
 
-def list_rules(_wanted):
-    """Routed nat (elastic, nodeport) and why/verify read iptables chains: none here."""
-    raise InputError(NO_CHAINS)
+def list_rules(wanted):
+    """{(4, "nat", chain): [tokens] or None} of vnm's nat table (elastic and nodeport read
+    their chains and jumps through this); filter chains are table bridge vnm's, which
+    vnm why/verify read through :mod:`vnmlib.firewall.nft_read`."""
+    wanted = list(wanted)
+    if any(key[:2] != (4, "nat") for key in wanted):
+        raise InputError(NO_CHAINS)
+    listing = _nat_listing()
+    return {key: ([nat_tokens(r) for r in listing[key[2]]] if key[2] in listing else None)
+            for key in wanted}
 
 
-def apply_tables(_changes):
-    raise InputError(ROUTED_REFUSED)
+def apply_tables(changes):
+    """{(4, "nat"): operations} as one transaction of vnm's nat table; {key: None or why}."""
+    outcome = {}
+    for key, ops in changes.items():
+        if key != (4, "nat"):
+            raise InputError(NO_CHAINS)
+        handles = {(chain, rule["expr"][0]["jump"]["target"]): rule["handle"]
+                   for chain, rules in _nat_listing().items() if chain in NAT_HOOKS
+                   for rule in rules
+                   if len(rule.get("expr", ())) == 1 and "jump" in rule["expr"][0]}
+        ok, _, err = run(nft_render.nat_script(ops, handles))
+        outcome[key] = None if ok else f"nft table {NAT_FAMILY} {NAT_TABLE}: {_first_error(err)}"
+    return outcome
 
 
 PROBE_TABLE = "vnm_probe"
@@ -210,7 +244,8 @@ PROBE_TABLE = "vnm_probe"
 def probe():
     """None when this host can run the backend, else why not: a dry-run transaction
     (checked by the kernel, never committed) using ``ct state`` and a concatenated
-    interval set in the bridge family."""
+    interval set in the bridge family, and the nat table's hooks, ``fib`` and a
+    port-mapped dnat (elastic, nodeport)."""
     script = "\n".join([
         f"add table {FAMILY} {PROBE_TABLE}",
         f"add set {FAMILY} {PROBE_TABLE} s {{ type ipv4_addr . inet_proto . inet_service; "
@@ -219,6 +254,11 @@ def probe():
         f"add rule {FAMILY} {PROBE_TABLE} c ct state established,related accept",
         f"add rule {FAMILY} {PROBE_TABLE} c ip saddr . meta l4proto . th dport @s accept",
         f"delete table {FAMILY} {PROBE_TABLE}",
+        f"add table {NAT_FAMILY} {PROBE_TABLE}",
+        f"add chain {NAT_FAMILY} {PROBE_TABLE} n {{ type nat hook prerouting priority -100; }}",
+        f"add rule {NAT_FAMILY} {PROBE_TABLE} n fib daddr type local tcp dport 9001-9002 "
+        "dnat to 192.0.2.1 : tcp dport map { 9001 : 1, 9002 : 2 }",
+        f"delete table {NAT_FAMILY} {PROBE_TABLE}",
     ]) + "\n"
     ok, _, err = run(script, dry_run=True)
     return None if ok else _first_error(err)
@@ -226,4 +266,4 @@ def probe():
 
 def binding():
     """How transactions are sent: libnftables in-process, or the nft tool."""
-    return "python3-nftables (libnftables)" if _binding() is not None else "nft -f - (no binding)"
+    return "python3-nftables (libnftables)" if binding() is not None else "nft -f - (no binding)"

@@ -35,6 +35,28 @@ def list_names():
     return set(result.stdout.split())
 
 
+def in_place(install):
+    """Every set of ``install`` exists with its type and as many kernel entries as its
+    members make; one ``ipset restore`` lists them all tersely (a missing one fails it)."""
+    wanted = {ipset.name: ipset for nf in install for ipset in nf.sets.values()}
+    if not wanted:
+        return True
+    result = process.run([process.which("ipset"), "restore"],
+                         "".join(f"list {name} -t\n" for name in wanted))
+    if not result.ok:
+        return False
+    found, name = {}, None
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition(": ")
+        if key == "Name":
+            name = value.strip()
+        elif name is not None and key in ("Type", "Number of entries"):
+            found.setdefault(name, {})[key] = value.strip()
+    return all(found.get(name) == {"Type": ipset.kind, "Number of entries":
+                                   str(sum(_elements(m) for m in ipset.members))}
+               for name, ipset in wanted.items())
+
+
 def _temporary_name(nf, index):
     return f"{nf.chain}-t{index}"
 

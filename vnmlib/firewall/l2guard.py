@@ -61,6 +61,7 @@ the seconds between ``pre`` and ``post`` only.
 
 import ipaddress
 
+from vnmlib.firewall import libnft
 from vnmlib.model.naming import parse_vlan_ranges
 
 FAMILY = "netdev"
@@ -262,41 +263,47 @@ def render(install=(), remove=()):
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def present(guards):
+    """{table: the families it exists in} of ``guards``' tables.
+
+    Each table is listed by name: ``list tables`` would make nft fetch every
+    table's chains and rules, the host's iptables-nft ones included, a cost
+    that grows with the NICs (0.45 s at 1,000 of them).
+    """
+    return {g.table: {family for family in FAMILIES
+                      if libnft.run(f"list table {family} {g.table}")[0]}
+            for g in guards}
+
+
 def missing(guards):
     """The ``guards`` whose table does not exist yet, in either family."""
-    from vnmlib.host import process
-
-    listed = process.run([process.which("nft"), "list", "tables"]).check(
-        "listing the wire guards (nftables tables)").stdout.split()
-    # "table <family> <name>" per line
-    present = {(listed[i + 1], listed[i + 2]) for i in range(len(listed) - 2)
-               if listed[i] == "table"}
-    return [g for g in guards if not any((f, g.table) in present for f in FAMILIES)]
+    tables = present(guards)
+    return [g for g in guards if not tables[g.table]]
 
 
 def apply(install=(), remove=(), absent=()):
-    """Commit :func:`render`'s transaction with the host's ``nft``.
+    """Commit :func:`render`'s transaction (libnftables, or the host's ``nft``).
 
     ``absent``: the guards of ``install`` whose tap does not exist yet. They
     are tried as netdev chains first (newer kernels hook the device when it
     appears); a kernel that refuses them gets them as interim bridge tables.
     """
-    from vnmlib.host import process
     from vnmlib.errors import VnmError
 
     text = render(install, remove)
     if not text:
         return
     try:
-        nft = process.which("nft")
-    except VnmError:
+        ok, _out, error = libnft.run(text)
+    except VnmError:  # no binding and no nft tool
         if install:
             raise
         return  # a host without nft has no guard to remove
-    result = process.run([nft, "-f", "-"], text)
-    if not result.ok and absent:
+    if not ok and absent:
         for guard in absent:
             guard.before_tap = True
-        result = process.run([nft, "-f", "-"], render(install, remove))
-    result.check("applying the wire guard (nftables netdev table)")
-
+        ok, _out, error = libnft.run(render(install, remove))
+    if not ok:
+        lines = [line.strip() for line in error.splitlines() if line.strip()]
+        raise VnmError("applying the wire guard (nftables netdev table): nft failed: "
+                       f"{lines[-1] if lines else 'no reason given'}")

@@ -16,6 +16,15 @@ Layout (names as :mod:`.layout`'s, so admins find the same chains)::
       chain opennebula               oifname vmap @nic_in; iifname vmap @nic_out; accept
       chain one-<vm>-<nic>-i / -o    the NIC's IPv4 and IPv6 rules, each rule
                                      behind ``meta protocol ip`` / ``ip6``
+      map routed_in { ifname : verdict }   routed NICs (elastic, nodeport) only
+      chain output   (hook output)   oifname vmap @routed_in   host-routed -> VM
+
+A routed NIC's traffic is routed by the host, not bridged: what it sends is
+delivered to the bridge itself (the ``input`` hook, by its tap, as VM -> host
+traffic), and what the host routes to it leaves through the bridge's
+``output`` hook by its tap; VM to VM on its bridge is bridged (``forward``).
+So the tap identifies a routed NIC too (restore's routed jumps matched its
+addresses instead), and one transaction still holds every NIC.
 
 A NIC chain's rules are :class:`.layout.NicFirewall`'s, translated one by one:
 the same conntrack RETURN first (an INVALID packet meets the rules, as with
@@ -38,7 +47,8 @@ from vnmlib.firewall.layout import FAMILIES, GLOBAL_CHAIN
 FAMILY = "bridge"
 TABLE = "vnm"
 MAP_IN, MAP_OUT = "nic_in", "nic_out"
-HOOKS = ("forward", "input")
+MAP_ROUTED = "routed_in"  # host-routed traffic to a routed NIC, by its tap
+MAPS = (MAP_IN, MAP_OUT, MAP_ROUTED)
 _PROTO = {4: "ip", 6: "ip6"}
 _ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 _L4 = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "ipv6-icmp": "ipv6-icmp", "esp": "esp"}
@@ -59,7 +69,7 @@ class TableState:
         self.chains = set(chains)
         self.sets = set(sets)
         # {map: {tap: chain}}
-        self.dispatch = dispatch or {MAP_IN: {}, MAP_OUT: {}}
+        self.dispatch = dispatch or {m: {} for m in MAPS}
 
 
 def name(text):
@@ -98,6 +108,19 @@ def bootstrap():
         _where("add chain", "input", "{ type filter hook input priority filter; "
                                      "policy accept; }"),
         _where("add rule", "input", f"iifname vmap @{MAP_OUT}"),
+    ]
+
+
+def routed_bootstrap():
+    """The output hook's lookup, added with the first routed NIC (bridged-only hosts
+    keep their host -> VM traffic unfiltered, as restore's bridged jumps do)."""
+    return [
+        _where("add map", MAP_ROUTED, "{ type ifname : verdict; }"),
+        # routed to a VM: the host's IP stack hands it to the bridge, which sends it
+        # out of the VM's tap through this hook (never through forward)
+        _where("add chain", "output", "{ type filter hook output priority filter; "
+                                      "policy accept; }"),
+        _where("add rule", "output", f"oifname vmap @{MAP_ROUTED}"),
     ]
 
 
@@ -295,6 +318,8 @@ def render(state, install=(), remove=()):
     """The text of the one transaction protecting ``install`` (NicFirewalls) and
     removing the bases ``remove``, given the table's ``state``."""
     lines = bootstrap() if install and not state.exists else []
+    if any(not nf.bridged for nf in install) and "output" not in state.chains:
+        lines += routed_bootstrap()
     affected = set()
     for nf in install:
         affected |= set(_nic_chains(nf.chain))
@@ -305,7 +330,7 @@ def render(state, install=(), remove=()):
     # claimed; one already as wanted stays (an update_sg): while the chain is refilled in
     # this transaction nothing sees it half-way, and deleting a map element makes nft
     # fetch every set element of the table (0.6 s with 1,000 NICs)
-    for map_name in (MAP_IN, MAP_OUT):
+    for map_name in MAPS:
         for tap, chain in sorted(state.dispatch.get(map_name, {}).items()):
             if wanted[map_name].get(tap) == chain:
                 continue
@@ -342,13 +367,158 @@ def render(state, install=(), remove=()):
     # 5. the dispatch to the new chains, last: a packet meets them filled
     for nf in install:
         tap = ifname(nf.label, nf.tap)
-        for map_name, chain in ((MAP_IN, nf.chain_in), (MAP_OUT, nf.chain_out)):
+        for map_name, chain in _dispatch_of(nf):
             if state.dispatch.get(map_name, {}).get(nf.tap) != chain:  # declared, as sets
                 lines.append(_where("add map", map_name, f"{{ type ifname : verdict; "
                                                          f"elements = {{ {tap} : jump {chain} }}; }}"))
     return "".join(f"{line}\n" for line in lines)
 
 
+def _dispatch_of(nf):
+    """(map, chain) of each lookup reaching ``nf``'s chains by its tap."""
+    found = [(MAP_IN, nf.chain_in), (MAP_OUT, nf.chain_out)]
+    return found if nf.bridged else found + [(MAP_ROUTED, nf.chain_in)]
+
+
 def _wanted_dispatch(install):
-    return {MAP_IN: {nf.tap: nf.chain_in for nf in install},
-            MAP_OUT: {nf.tap: nf.chain_out for nf in install}}
+    wanted = {m: {} for m in MAPS}
+    for nf in install:
+        for map_name, chain in _dispatch_of(nf):
+            wanted[map_name][nf.tap] = chain
+    return wanted
+
+
+# -- nat (elastic, nodeport) ------------------------------------------------------
+
+# vnm's own nat table: the hook chains keep iptables' names, so the operations of
+# :func:`vnmlib.elastic.nat.operations` (jumps from them to one-<vm>-<nic>-dnat/-snat)
+# mean the same here as in iptables' nat table
+NAT_FAMILY, NAT_TABLE = "ip", "vnm_nat"
+# hook chain -> (hook, priority): iptables' nat priorities (dstnat -100, srcnat 100)
+NAT_HOOKS = {"PREROUTING": ("prerouting", -100), "OUTPUT": ("output", -100),
+             "POSTROUTING": ("postrouting", 100)}
+_NAT_VERBS = {"DNAT": "--to-destination", "SNAT": "--to-source"}
+
+
+def _nat_where(kind, *parts):
+    return " ".join([f"{kind} {NAT_FAMILY} {NAT_TABLE}", *parts])
+
+
+def nat_bootstrap():
+    """The nat table and its hook chains; each ``add`` leaves an existing one as it is."""
+    lines = [f"add table {NAT_FAMILY} {NAT_TABLE}"]
+    for chain, (hook, priority) in NAT_HOOKS.items():
+        lines.append(_nat_where("add chain", chain, f"{{ type nat hook {hook} priority "
+                                                    f"{priority}; policy accept; }}"))
+    return lines
+
+
+def _ipv4(text):
+    net = ipaddress.IPv4Network(text)
+    return _net_text(net)
+
+
+def _port_range(text):
+    low, _, high = text.partition(":")
+    low, high = int(low), int(high or low)
+    if not 1 <= low <= high <= 65535:
+        raise ValueError(f"port range {text!r}")
+    return low, high
+
+
+def _dnat_target(target, dports):
+    """``--to-destination`` (``IP``, ``IP:port``, ``IP:first-last/base``) -> nft's target.
+
+    iptables' ``/base`` maps each matched port to ``first + (port - base)``; nft has no
+    such offset, so the matched range becomes an explicit port map."""
+    address, _, ports = target.partition(":")
+    address = str(ipaddress.IPv4Address(address))
+    if not ports:
+        return address
+    span, _, base = ports.partition("/")
+    first, _, last = span.partition("-")
+    first, last = int(first), int(last or first)
+    if not base:
+        return f"{address}:{first}" if first == last else f"{address}:{first}-{last}"
+    if dports is None or last - first != dports[1] - dports[0]:
+        raise ValueError(f"DNAT {target!r} without a matching --dport range")
+    shift = first - int(base)
+    if shift == 0:
+        return address  # port for port, unchanged: dnat keeps the destination port
+    pairs = ", ".join(f"{port} : {port + shift}" for port in range(dports[0], dports[1] + 1))
+    return f"{address} : tcp dport map {{ {pairs} }}"
+
+
+def nat_rule(tokens):
+    """One of the nat chains' iptables rules (elastic's hostops, nodeport's) -> nft.
+
+    A closed vocabulary, as :func:`rule`'s: anything else is a programming error."""
+    matches, verdict, proto, dports, i = [], None, None, None, 0
+    while i < len(tokens):
+        token = tokens[i]
+        value = tokens[i + 1] if i + 1 < len(tokens) else None
+        if token in ("-d", "-s"):
+            matches.append(f"ip {'daddr' if token == '-d' else 'saddr'} {_ipv4(value)}")
+        elif token == "-o":
+            if not _IFNAME.fullmatch(value or ""):
+                raise ValueError(f"interface {value!r}")
+            matches.append(f'oifname "{value}"')
+        elif token == "-p":
+            if value not in ("tcp", "udp"):
+                raise ValueError(f"protocol {value!r} in a nat rule")
+            proto = value
+            matches.append(f"meta l4proto {proto}")
+        elif token == "-m":
+            pass  # the module's options say everything
+        elif token == "--dst-type":
+            if value != "LOCAL":
+                raise ValueError(f"addrtype {value!r}")
+            matches.append("fib daddr type local")
+        elif token == "--dport":
+            dports = _port_range(value)
+            low, high = dports
+            matches.remove(f"meta l4proto {proto}")
+            matches.append(f"{proto} dport {low}" if low == high else
+                           f"{proto} dport {low}-{high}")
+        elif token == "-j" and value in _NAT_VERBS:
+            option = tokens[i + 2] if i + 2 < len(tokens) else None
+            if option != _NAT_VERBS[value] or i + 3 >= len(tokens):
+                raise ValueError(f"{value} without {_NAT_VERBS[value]}")
+            target = tokens[i + 3]
+            verdict = (f"dnat to {_dnat_target(target, dports)}" if value == "DNAT"
+                       else f"snat to {_ipv4(target)}")
+            i += 2
+        elif token == "-j" and value == "MASQUERADE":
+            verdict = "masquerade"
+        elif token == "-j":
+            verdict = f"jump {name(value)}"
+        else:
+            raise ValueError(f"iptables token {token!r} has no nft nat translation")
+        i += 2
+    if verdict is None:
+        raise ValueError(f"nat rule {' '.join(tokens)!r} has no verdict")
+    return " ".join([*matches, verdict])
+
+
+def nat_script(ops, handles):
+    """The transaction of :mod:`vnmlib.elastic.nat`'s operations in vnm's nat table.
+
+    ``handles``: {(hook chain, target chain): rule handle} of the jumps present, the
+    ones a ``delete`` operation names."""
+    lines = nat_bootstrap()
+    for op in ops:
+        kind, chain = op[0], name(op[1])
+        if kind == "chain":  # declaring creates or flushes it, as in restore
+            lines += [_nat_where("add chain", chain), _nat_where("flush chain", chain)]
+        elif kind == "append":
+            lines.append(_nat_where("add rule", chain, nat_rule(op[2])))
+        elif kind == "delete" and op[2][:1] == ("-j",):
+            handle = handles.get((chain, op[2][1]))
+            if handle is None:
+                raise ValueError(f"no jump from {chain} to {op[2][1]} to delete")
+            lines.append(_nat_where("delete rule", chain, f"handle {int(handle)}"))
+        elif kind == "delete_chain":
+            lines.append(_nat_where("delete chain", chain))
+        else:
+            raise ValueError(f"nat operation {kind!r} has no nft translation")
+    return "".join(f"{line}\n" for line in lines)

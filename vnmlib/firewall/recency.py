@@ -8,6 +8,11 @@ change last applied to each NIC (``<run>/sg-started/<netns>/one-<vm>-<nic>``),
 and an older one leaves that NIC alone. ``clean`` removes the NIC's file with
 its chains.
 
+Beside it, ``<run>/sg-applied/<netns>/one-<vm>-<nic>`` keeps the digest of the
+protection that change wrote (:func:`.in_place.digest`), once its commit went
+in: removed before a commit starts and not put back when it fails, so a
+digest always describes a completed commit, and :mod:`.in_place` can trust it.
+
 The clock is CLOCK_MONOTONIC: one clock for every process of the host, which
 wall-clock steps (NTP) do not move; the run directory is on tmpfs, emptied by
 the reboot that restarts the clock.
@@ -20,13 +25,15 @@ import time
 from vnmlib.host import locks
 from vnmlib.errors import VnmError
 
+DIGESTS = "sg-applied"
+
 
 def now():
     return time.monotonic_ns()
 
 
-def _dir():
-    return os.path.join(locks.run_dir(), "sg-started", locks.netns_key())
+def _dir(kind="sg-started"):
+    return os.path.join(locks.run_dir(), kind, locks.netns_key())
 
 
 def applied(base):
@@ -46,6 +53,24 @@ def applied(base):
     return int(text)
 
 
+def digests(install):
+    """{chain: digest of its last completed commit, or None} of ``install`` (NicFirewalls).
+
+    None too when the NIC's start time is not readable: a run directory that
+    lost one record may have lost the other, so the NIC is committed whole."""
+    found = {}
+    for nf in install:
+        if applied(nf.chain) is None:
+            found[nf.chain] = None
+            continue
+        try:
+            with open(os.path.join(_dir(DIGESTS), nf.chain), encoding="ascii") as handle:
+                found[nf.chain] = handle.read().strip()
+        except (OSError, UnicodeDecodeError):  # none (or unreadable): the full commit
+            found[nf.chain] = None
+    return found
+
+
 def superseded(install, started, log):
     """``install`` without the NICs whose applied change started after ``started``."""
     kept = []
@@ -59,8 +84,8 @@ def superseded(install, started, log):
     return kept
 
 
-def _write(base, value):
-    directory = _dir()
+def _write(base, value, kind="sg-started"):
+    directory = _dir(kind)
     locks.ensure_dir(directory)
     path = os.path.join(directory, base)
     try:
@@ -78,22 +103,26 @@ def _write(base, value):
         except OSError as exc:
             raise VnmError(f"{path} is a directory and cannot be removed: {exc.strerror}") \
                 from None
-        _write(base, value)
+        _write(base, value, kind)
     except OSError as exc:
         raise VnmError(f"cannot record the start of this firewall change in {path}: "
                        f"{exc.strerror}") from None
 
 
 @contextlib.contextmanager
-def recorded(install, remove, started):
+def recorded(install, remove, started, done=None):
     """Record ``started`` for ``install``, forget ``remove``, before the block commits.
 
     Written first, so a full run directory fails the action before anything
-    changes; put back as it was when the block fails.
+    changes; put back as it was when the block fails. The NICs' digests go
+    before it and come back only as ``done`` ({chain: digest}) once the block
+    succeeded: what a failed or interrupted commit left is not known.
     """
     previous = {nf.chain: applied(nf.chain) for nf in install}
     previous.update((base, applied(base)) for base in remove)
     try:
+        for base in previous:
+            _write(base, None, DIGESTS)
         for nf in install:
             _write(nf.chain, started)
         for base in remove:
@@ -104,3 +133,18 @@ def recorded(install, remove, started):
             with contextlib.suppress(VnmError):
                 _write(base, value)
         raise
+    _write_digests(install, done or {})
+
+
+def confirm(install, started, done):
+    """Record ``started`` and the digest in ``done`` ({chain: digest}) of each of
+    ``install``: its protection was found in the kernel, whole."""
+    for nf in install:
+        _write(nf.chain, started)
+    _write_digests(install, done)
+
+
+def _write_digests(install, done):
+    for nf in install:
+        if done.get(nf.chain):
+            _write(nf.chain, done[nf.chain], DIGESTS)

@@ -21,7 +21,6 @@ our own chains are flushed; nothing is ever addressed by line number.
 """
 
 from vnmlib.errors import VnmError
-from vnmlib.firewall import nft_render
 from vnmlib.firewall.layout import FAMILIES, GLOBAL_CHAIN, forward_jump
 
 ACCEPT = ("-j", "ACCEPT")
@@ -62,6 +61,8 @@ def read(backend, own_chains=()):
 
 def plan_native(backend, install, remove_chains):
     """A native backend's (nft) whole update: its table read, one transaction rendered."""
+    from vnmlib.firewall import nft_render  # only the nft backend's actions pay its import
+
     return nft_render.render(backend.read_state(), install, remove_chains)
 
 

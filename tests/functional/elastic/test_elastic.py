@@ -248,6 +248,32 @@ def test_nat_provider_end_to_end_with_traffic(site):
     assert_ok(run(ns, tree, "clean", "node1", stdin=stdin))  # idempotent
 
 
+def test_failed_remote_post_keeps_the_protection_pre_installed(site):
+    """A route step failing in remote_post undoes its own work only: the NIC's chains,
+    installed by ``pre`` before the tap existed, stay and keep dropping spoofed frames."""
+    ns, tree, outside, guests = site
+    stdin = vm(nic())
+    assert_ok(run(ns, tree, "pre", stdin=stdin))
+    protection = host_trace(ns)[3]
+    assert any("-N one-10-0-o" == line for line in protection)
+    vm_ns = Guest(ns, "one-10-0", "02:00:0a:09:0a:00", f"{VM_IP}/24", bridge=BRIDGE)
+    guests.append(vm_ns)
+    ns.ip("route", "add", f"{VM_IP}/32", "dev", "uplink0")  # the route step must fail
+    done = run(ns, tree, "post", "one-10", "node1", stdin=stdin)
+    assert_one_error(done, "NIC 0", f"{VM_IP}/32", "another device")
+    assert host_trace(ns)[3] == protection
+    assert nat_rules(ns) == [] and (GATEWAY, BRIDGE) not in proxies(ns)
+    router = json.loads(ns.ip("-j", "link", "show", BRIDGE))[0]["address"]
+    sniff = outside.start("sniff", "uplink0p", 1.5, "udp", 4444)
+    for source in ("10.9.0.99", VM_IP):
+        vm_ns.probe("udp-frame", vm_ns.dev, "02:00:0a:09:0a:00", source, OUTSIDE_IP, 4444, router)
+    assert sniff.stdout.readline().strip() == "1"  # the -o chain still drops the spoofed one
+    sniff.wait()
+    ns.ip("route", "del", f"{VM_IP}/32", "dev", "uplink0")
+    assert_ok(run(ns, tree, "clean", "node1", stdin=stdin))
+    assert host_trace(ns)[3] == []
+
+
 def test_iptc_backend_puts_nat_and_filter_rules_in_one_place(site, tmp_path):
     """One netfilter seam: with ``:firewall_backend: iptc`` the nat chains go through
     libiptc like the security groups, so both land in the legacy tables even where the

@@ -114,9 +114,9 @@ def test_device_parameters_from_conf_and_network(ns, tmp_path):
     assert data["learning"] is False and data["tos"] in ("inherit", "0x1")
     before = state(ns)
     again = assert_ok(ns.run("vxlan", "pre", stdin=stdin, tree=tree))
-    # warm: no link to change; pre only re-applies the NIC's protection (:protect_in_pre:)
+    # warm: no link to change; pre finds the NIC's protection in place (:protect_in_pre:)
     assert [line for line in again.stderr.decode().splitlines()
-            if ": protection of one-70-0 applied" not in line] == []
+            if ": protection of one-70-0 in place" not in line] == []
     assert state(ns) == before
     # the same device asked for with another dstport is not "the one wanted"
     other = vm(70, vni=500, MTU=1400, IP_LINK_CONF="tos=inherit,dstport=8472")
