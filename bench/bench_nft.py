@@ -9,8 +9,10 @@ kernel under QEMU as above, not on a host kernel without it. In a throwaway
 namespace, the subject is vm7's fw NIC (32 rules, 5 sets), as in bench_fw.py;
 the other NICs are protected the same way (other VM ids), written in one
 transaction per backend before the series. Baseline in the same run:
-``python3 -c pass``; ratios nft / restore per case. No budget: the figures
-say what the backend costs (docs/benchmarks.md).
+``python3 -c pass``; ratios nft / restore per case, and issue 19's own measure:
+``post`` at the most NICs as a ratio of its empty-host figure (goal <= 1.2x for
+nft, and below restore's time), printed after the table and saved as
+``post_growth`` (docs/benchmarks.md).
 """
 
 import argparse
@@ -120,7 +122,23 @@ def measure(runs, counts, workdir):
     return results
 
 
-def report(results):
+def growth(results, counts):
+    """Issue 19's own measure: ``post`` with the most NICs protected as a ratio of its
+    empty-host figure, per backend (goal for nft: at most 1.2x, and below restore's
+    time there). None when the series has no empty host or no other count."""
+    most = max(counts)
+    if 0 not in counts or most == 0:
+        return None
+    post = {b: (results[f"fw/post ({b}, 0 NICs)"]["median"],
+                results[f"fw/post ({b}, {most} NICs)"]["median"]) for b in ("restore", "nft")}
+    return {"nics": most,
+            "nft_post_vs_empty": post["nft"][1] / post["nft"][0],
+            "restore_post_vs_empty": post["restore"][1] / post["restore"][0],
+            "nft_post_vs_restore": post["nft"][1] / post["restore"][1],
+            "goal_vs_empty": 1.2}
+
+
+def report(results, grown):
     base = results["python -c pass"]["median"]
     header("x restore")
     for name, r in results.items():
@@ -128,6 +146,14 @@ def report(results):
         if "(nft, " in name:
             versus = results[name.replace("(nft, ", "(restore, ")]["median"]
         row(name, r, base, versus)
+    if grown:
+        n = grown["nics"]
+        print(f"post at {n} NICs / empty host: nft {grown['nft_post_vs_empty']:.2f}x "
+              f"(goal <= {grown['goal_vs_empty']}x: "
+              f"{'met' if grown['nft_post_vs_empty'] <= grown['goal_vs_empty'] else 'MISSED'}), "
+              f"restore {grown['restore_post_vs_empty']:.2f}x; nft / restore at {n} NICs "
+              f"{grown['nft_post_vs_restore']:.2f}x (goal below 1: "
+              f"{'met' if grown['nft_post_vs_restore'] < 1 else 'MISSED'})")
 
 
 def main():
@@ -143,10 +169,11 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         os.environ["VNM_RUN_DIR"] = os.path.join(workdir, "run")
         results = measure(args.runs, counts, workdir)
-    report(results)
+    grown = growth(results, counts)
+    report(results, grown)
     try:
         save("bench_nft", {"python": PYTHON, "runs": args.runs, "nics": counts,
-                           "results": results})
+                           "results": results, "post_growth": grown})
     except OSError as exc:  # a read-only tree (QEMU): the table above is the result
         print(f"bench: results not saved: {exc}")
     return 0

@@ -117,17 +117,24 @@ def iptables_backends():
     return ("iptables backend", OK, backend)
 
 
-def global_chains():
-    """vnm's global chains in both families: present, jumped to, not bypassed."""
-    from vnmlib.host import process
+def global_chains(tree):
+    """vnm's global chains in both families: present, jumped to, not bypassed, read
+    through the configured firewall backend (with ``nft``, its bridge table said in
+    iptables' terms), so the line is about the rules that really protect the NICs."""
     from vnmlib.cli.status_protection import global_problems
+    from vnmlib.errors import VnmError
+    from vnmlib.firewall import backend_of
+    from vnmlib.model import config
 
-    tables = {}
-    for family, tool in ((4, "iptables"), (6, "ip6tables")):
-        code, out, err = _run(tool, *process.xtables_wait(), "-S")
-        if code:
-            return [("vnm chains", WARN, f"{tool} -S failed: {_first_line(err)}")]
-        tables[family] = out.splitlines()
+    try:
+        backend = backend_of(config.load(config.conf_path(tree)))
+        tables = backend.list_tables()
+    except VnmError as exc:  # a bad conf is configuration()'s finding
+        return [("vnm chains", WARN, f"not read: {_first_line(str(exc))}")]
+    unread = [f"IPv{family}" for family in (4, 6) if family not in tables]
+    if unread:
+        return [("vnm chains", WARN, f"the {backend.__name__.rsplit('_', 1)[-1]} backend "
+                                     f"could not read {' and '.join(unread)}")]
     found = [(f"vnm chains (IPv{family})", FAIL, problem)
              for family, problem in global_problems(tables)]
     return found or [("vnm chains", OK, "opennebula chains, FORWARD jumps: in place or not "
@@ -301,7 +308,7 @@ def command(tree, as_json):
     versions, the iptables backend, the configuration (and whether security groups
     on Open vSwitch are enforced, and with the nft backend its binding and kernel
     support), on an OVN chassis its join (vnm ovn check),
-    vnm's global chains (in
+    vnm's global chains as the configured firewall backend reads them (in
     both families, jumped to from FORWARD, no rule accepting before that jump),
     the run directory (and
     entries in it the actions cannot use), the locks held now with their holders,
@@ -312,7 +319,8 @@ def command(tree, as_json):
     configured += ovs_security_groups(tree or default_tree())
     configured += nft_backend(tree or default_tree())
     configured += ovn_join()
-    findings = (kernel_features() + tools() + configured + global_chains() + run_directory()
+    findings = (kernel_features() + tools() + configured + global_chains(tree or default_tree())
+                + run_directory()
                 + run_directory_entries() + held_locks() + python_modules()
                 + doctor_wire.bridges())
     rows = [{"check": c, "status": s, "detail": re.sub(r"\s+", " ", d)} for c, s, d in findings]

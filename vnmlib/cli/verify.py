@@ -28,7 +28,8 @@ def command(vm_id, nic_id, no_probe, tree, as_json):
     \b
     evaluated: packets as if from the VM (spoofed source IPv4/IPv6 and MAC,
       router advertisement, DHCP server reply) through the NIC's live rules
-      and ipsets, as 'vnm why' walks them; the ARP sender check of its
+      and ipsets (nft chains and sets with firewall_backend nft), as 'vnm
+      why' walks them; the ARP sender check of its
       wire guard; and that its traffic reaches its chains at all;
     live: a throwaway veth port (vnmvp<pid>) on the VM's bridge sends a TCP
       SYN to a port the rules deny and one they allow, from 198.51.100.77

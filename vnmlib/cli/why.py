@@ -36,8 +36,10 @@ def command(vm_id, nic_id, mac, in_port, tree, as_json, packet):
     It is taken as the first packet of a new connection. A NIC with security
     groups: its iptables chains are walked from FORWARD (INPUT for a packet to
     this host), as the configured firewall backend lists them, every ipset
-    asked with 'ipset test'; a packet to the VM is taken to come from the
-    bridge's uplink side. A NIC on Open vSwitch: 'ovs-appctl ofproto/trace'
+    asked with 'ipset test'; with firewall_backend nft, the bridge family's
+    chains on the forward (input) hook, vnm's table bridge vnm and any other,
+    with the sets' elements as nft lists them; a packet to the VM is taken to
+    come from the bridge's uplink side. A NIC on Open vSwitch: 'ovs-appctl ofproto/trace'
     on its bridge. Nothing is sent and nothing changes. UNDETERMINED names
     the rule whose match vnm cannot evaluate. Exit 0 with a verdict, 1 when
     undetermined, 2 on a bad PACKET."""
@@ -53,7 +55,8 @@ def command(vm_id, nic_id, mac, in_port, tree, as_json, packet):
     except InputError as exc:
         raise click.UsageError(str(exc)) from None
     if os.geteuid() != 0:
-        raise click.ClickException("why reads iptables, ipsets and Open vSwitch: run it as root")
+        raise click.ClickException("why reads iptables, ipsets, nft and Open vSwitch: run it as "
+                                   "root")
     from vnmlib.cli.run import default_tree
     from vnmlib.model import config, waits
 

@@ -21,14 +21,18 @@ Results: ``enforced``; ``off`` (not configured for this NIC, e.g. no
 (configured, yet the packet passes: the rules, their path or the kernel let it
 through); ``FAIL`` (the rules allow a packet that is not delivered); ``not
 run`` with the reason. Open vSwitch NICs are checked by ``ofproto/trace``
-(evaluated only).
+(evaluated only). With ``:firewall_backend: nft`` the same checks read vnm's
+bridge table: its chains walked by :mod:`vnmlib.ops.why.nft_walk`, its sets'
+elements as nft lists them.
 """
 
 import ipaddress
 import json
 
 from vnmlib.errors import VnmError
+from vnmlib.firewall import nft_read
 from vnmlib.firewall.layout import GLOBAL_CHAIN
+from vnmlib.firewall.nft_render import TABLE
 from vnmlib.host import process
 from vnmlib.ops.why import nic as why_nic
 from vnmlib.ops.why.packet import parse
@@ -69,25 +73,65 @@ def guard_text(base):
     return result.stdout if result.ok else None
 
 
+def nft_set_members(name):
+    """The addresses in vnm's nft set ``name`` (empty when it does not exist)."""
+    try:
+        _, elements = nft_read.set_of(TABLE, name)
+    except nft_read.Unreadable:
+        return []
+    return sorted((e for e in elements if isinstance(e, str)), key=ipaddress.ip_address)
+
+
+def nft_dports(rules):
+    """The TCP destination ports (a range's first) an nft chain's rules name."""
+    ports = []
+    for _, exprs in rules or ():
+        for expr in exprs:
+            body = expr.get("match") or {}
+            if (body.get("left") or {}).get("payload") != {"protocol": "tcp", "field": "dport"}:
+                continue
+            right = body.get("right")
+            for item in right["set"] if isinstance(right, dict) and "set" in right else [right]:
+                first = item["range"][0] if isinstance(item, dict) and "range" in item else item
+                if isinstance(first, int):
+                    ports.append(first)
+    return ports
+
+
 class NicChecks:
-    """The checks of one NIC protected by iptables chains."""
+    """The checks of one NIC protected by iptables chains, or with ``:firewall_backend:
+    nft`` by vnm's bridge table (the same checks, its chains and sets read from nft)."""
 
     def __init__(self, backend, inv_nic, tables, ipset_names, path_problems):
         self.backend, self.inv_nic = backend, inv_nic
+        self.native = getattr(backend, "NATIVE", False)
         self.path_problems = path_problems
         self.label = f"{inv_nic.vm_id}/{inv_nic.nic_id}"
         self.base = inv_nic.base
         self.tables, self.ipset_names = tables, ipset_names
-        self.fnic = why_nic.find_firewall_nic(backend, inv_nic.vm_id, inv_nic.nic_id)
+        members = nft_set_members if self.native else set_members
+        if self.native:
+            self.fnic = why_nic.find_nft_nic(inv_nic.vm_id, inv_nic.nic_id)
+        else:
+            self.fnic = why_nic.find_firewall_nic(backend, inv_nic.vm_id, inv_nic.nic_id)
         self.checks = []
-        self.own4 = set_members(f"{self.base}-ip-spoofing")
-        self.own6 = set_members(f"{self.base}-ip6-spoofing")
+        self.own4 = members(f"{self.base}-ip-spoofing")
+        self.own6 = members(f"{self.base}-ip6-spoofing")
         self.guard = guard_text(self.base)
-        key = (4, "filter", f"{self.base}-o")
         # the only MAC the NIC may send from, when a MAC filter says so
-        self.mac_filter = why_nic.guard_mac(self.base) or why_nic.own_mac(
-            backend.list_rules([key])[key])
+        self.mac_filter = why_nic.guard_mac(self.base) or self._chain_mac()
         self.mac = self.mac_filter or self._learned_mac()
+
+    def _rules(self, chain):
+        """The NIC's chain as the backend lists it: nft's JSON rules, or iptables' tokens."""
+        if self.native:
+            return why_nic.NftRules().rules_of(TABLE, chain)
+        key = (4, "filter", chain)
+        return self.backend.list_rules([key])[key]
+
+    def _chain_mac(self):
+        rules = self._rules(f"{self.base}-o")
+        return why_nic.nft_own_mac(rules) if self.native else why_nic.own_mac(rules)
 
     def _learned_mac(self):
         """The one MAC the bridge learned on the NIC's tap (the VM's), or None."""
@@ -108,6 +152,8 @@ class NicChecks:
         self.checks.append(Check(self.label, name, how, result, detail))
 
     def evaluate(self, text, mac=None, chain=None):
+        if self.native:
+            return why_nic.explain_nft(self.fnic, parse(text), mac, chain)
         return why_nic.explain_firewall(self.backend, self.fnic, parse(text), mac, chain)
 
     def run(self, live):
@@ -160,8 +206,8 @@ class NicChecks:
         verdict = self.evaluate(f"udp {self.own4[0] if self.own4 else '192.0.2.9'}:40000 -> "
                                 "192.0.2.1:53 out", SPOOFED_MAC)
         # by the MAC filter itself, not only because a security group denies this packet
-        by_filter = verdict.verdict == "DROP" and ("wire guard" in verdict.reason
-                                                   or "--mac-source" in verdict.reason)
+        by_filter = verdict.verdict == "DROP" and any(
+            word in verdict.reason for word in ("wire guard", "--mac-source", "ether saddr"))
         self.add("MAC spoofing", "evaluated", "enforced" if by_filter else "HOLE",
                  f"{SPOOFED_MAC} (not {self.mac_filter}): {verdict.verdict} by {verdict.reason}"
                  + ("" if by_filter else "; no MAC filter decides it"))
@@ -214,12 +260,13 @@ class NicChecks:
                 self._port_pair(probe, family, vm_ip)
 
     def _candidates(self):
-        listed = self.backend.list_rules([(4, "filter", f"{self.base}-i")])
-        ports = []
-        for tokens in listed[(4, "filter", f"{self.base}-i")] or ():
-            if "--dports" in tokens and "tcp" in tokens:
-                ports += [int(item.split(":")[0]) for item in
-                          tokens[tokens.index("--dports") + 1].split(",")]
+        rules = self._rules(f"{self.base}-i")
+        if self.native:
+            ports = nft_dports(rules)
+        else:
+            ports = [int(item.split(":")[0]) for tokens in rules or ()
+                     if "--dports" in tokens and "tcp" in tokens
+                     for item in tokens[tokens.index("--dports") + 1].split(",")]
         return list(dict.fromkeys(ports + list(ALLOWED_CANDIDATES)))
 
     def _port_pair(self, probe, family, vm_ip):

@@ -5,7 +5,9 @@ jumps ``opennebula`` has to them, which name its tap (``--physdev-out TAP``
 bridged; ``-d ADDR`` routed); else an Open vSwitch port whose mark (or tap
 name) is the NIC's (:mod:`.ovs_trace`). Nothing is changed: chains are
 listed with the configured backend, ipsets asked with ``ipset list -t`` and
-``ipset test``.
+``ipset test``. With ``:firewall_backend: nft`` the NIC is found in ``table
+bridge vnm``'s dispatch maps and :mod:`.nft_walk` walks the bridge family's
+chains, with the sets' elements as nft lists them.
 """
 
 import ipaddress
@@ -13,9 +15,11 @@ import json
 import re
 
 from vnmlib.errors import VnmError
+from vnmlib.firewall import nft_read
 from vnmlib.firewall.layout import GLOBAL_CHAIN
+from vnmlib.firewall.nft_render import MAP_IN, MAP_OUT, MAP_ROUTED, TABLE
 from vnmlib.host import process, sysfs
-from vnmlib.ops.why import netfilter
+from vnmlib.ops.why import netfilter, nft_walk
 
 
 class FirewallNic:
@@ -169,21 +173,119 @@ def guard_mac(base):
     return None
 
 
+# -- the nft backend: vnm's bridge table ---------------------------------------
+
+def find_nft_nic(vm_id, nic_id):
+    """The :class:`FirewallNic` of ``one-<vm>-<nic>`` in ``table bridge vnm``'s dispatch
+    maps (the tap each jumps from), or None when it has no chains there."""
+    base = f"one-{vm_id}-{nic_id}"
+    try:
+        maps = [(nft_read.dispatch(TABLE, m), f"{base}-{s}")
+                for m, s in ((MAP_IN, "i"), (MAP_OUT, "o"))]
+    except nft_read.Unreadable:  # no table: nothing protected by nft here
+        return None
+    taps = [tap for found, chain in maps for tap, target in sorted(found.items())
+            if target == chain]
+    if not taps:
+        return None
+    try:  # a routed NIC (elastic, nodeport): host-routed traffic meets it on output
+        routed = nft_read.dispatch(TABLE, MAP_ROUTED).get(taps[0]) == f"{base}-i"
+    except nft_read.Unreadable:  # no routed NIC on this host
+        routed = False
+    bridge = sysfs.master(taps[0]) if sysfs.exists(taps[0]) else None
+    return FirewallNic(base, taps[0], not routed, bridge)
+
+
+class NftRules:
+    """The chains and sets of the bridge family as the walk asks for them, each listed
+    once; a name vnm cannot read makes the answer undetermined."""
+
+    def __init__(self):
+        self.chains, self.sets = {}, {}
+
+    def rules_of(self, table, chain):
+        if (table, chain) not in self.chains:
+            try:
+                self.chains[(table, chain)] = nft_read.chain_rules(table, chain)
+            except nft_read.Unreadable as exc:
+                raise netfilter.Undetermined(str(exc)) from None
+        return self.chains[(table, chain)]
+
+    def set_of(self, table, name):
+        if (table, name) not in self.sets:
+            try:
+                self.sets[(table, name)] = nft_read.set_of(table, name)
+            except nft_read.Unreadable as exc:
+                raise netfilter.Undetermined(str(exc)) from None
+        return self.sets[(table, name)]
+
+
+def nft_own_mac(rules):
+    """The MAC the NIC's ``-o`` chain allows (``ether saddr != X … drop``), or None."""
+    for _, exprs in rules or ():
+        for expr in exprs:
+            body = expr.get("match") or {}
+            if body.get("op") == "!=" and (body.get("left") or {}).get("payload") == \
+                    {"protocol": "ether", "field": "saddr"} and {"drop": None} in exprs:
+                return str(body.get("right")).lower()
+    return None
+
+
+def explain_nft(nic, packet, mac=None, chain=None, local=None):
+    """:class:`.netfilter.Verdict` of ``packet`` through the bridge family's chains on
+    its hook (vnm's table and any other); ``mac`` and ``chain`` as for
+    :func:`explain_firewall`. A packet to the VM enters the forward hook by a port
+    that is not a VM's (the uplink's side) and leaves by the tap (a routed NIC's by the
+    output hook: the host routes it); one from the VM enters by the tap, to the input
+    hook when this host is its destination."""
+    local = _local_addresses() if local is None else local
+    rules = NftRules()
+    if packet.direction == "in":
+        # to a routed NIC the host routes it: out of the bridge by the output hook
+        ctx = nft_walk.Context(packet, "forward" if nic.bridged else "output", None, nic.tap)
+    else:
+        # a routed NIC's frames go to the host (its gateway) whatever their destination
+        hook = "input" if packet.dst in local or not nic.bridged else "forward"
+        ctx = nft_walk.Context(packet, hook, nic.tap, None)
+    assumed = []
+    if packet.direction == "out":
+        try:
+            own = nft_own_mac(rules.rules_of(TABLE, f"{nic.base}-o"))
+        except netfilter.Undetermined:
+            own = None
+        ctx.src_mac = mac or own
+        if mac is None and ctx.src_mac:
+            assumed.append(f"source MAC taken as the NIC's own, {ctx.src_mac} (--mac to change)")
+        guarded = guard_mac(nic.base)
+        if guarded and ctx.src_mac != guarded:
+            where = (f"wire guard (nft table netdev {nic.base}, ingress of {nic.tap}): "
+                     f"ether saddr != {guarded} drop")
+            return netfilter.Verdict("DROP", where, assumed + [where])
+    if chain:
+        verdict = nft_walk.walk_chain(TABLE, chain, rules.rules_of, rules.set_of, ctx)
+    else:
+        verdict = nft_walk.walk(nft_read.base_chains(ctx.hook), rules.rules_of, rules.set_of,
+                                ctx)
+    verdict.path[:0] = assumed
+    return verdict
+
+
 def explain(conf, vm_id, nic_id, packet, in_port=None, mac=None):
     """The verdict on ``packet`` for NIC ``nic_id`` of VM ``vm_id`` on this host."""
     from vnmlib.firewall import backend_of
 
     backend = backend_of(conf)
-    native = getattr(backend, "NATIVE", False)  # nft: chains vnm why does not walk
-    nic = None if native else find_firewall_nic(backend, vm_id, nic_id)
-    if nic is not None:
-        return explain_firewall(backend, nic, packet, mac)
+    if getattr(backend, "NATIVE", False):  # nft: vnm's bridge table
+        nic = find_nft_nic(vm_id, nic_id)
+        if nic is not None:
+            return explain_nft(nic, packet, mac)
+    else:
+        nic = find_firewall_nic(backend, vm_id, nic_id)
+        if nic is not None:
+            return explain_firewall(backend, nic, packet, mac)
     from vnmlib.ops.why import ovs_trace
 
     port = ovs_trace.find_port(vm_id, nic_id)
-    if port is None and native:
-        raise VnmError(f"why: VM {vm_id} NIC {nic_id}: the nft backend's rules are not "
-                       "evaluated by vnm why (nft list table bridge vnm shows them)")
     if port is None:
         raise VnmError(f"why: VM {vm_id} NIC {nic_id}: no security-group chains and no Open "
                        "vSwitch port of it on this host")
