@@ -8,8 +8,10 @@ from support.remotes import copy_tree
 
 # How the functional firewall tests run the engine: the default restore
 # backend on the host's iptables (nft), the restore backend on iptables-legacy,
-# and the iptc backend (python-iptables, legacy only).
+# and the iptc backend (python-iptables, legacy only). "nft" (the native backend, its
+# own tables) runs only in Debian's kernel under QEMU: the full_kernel tests name it.
 FIREWALLS = ("restore-nft", "restore-legacy", "iptc")
+_CONF_BACKEND = {"iptc": "iptc", "nft": "nft"}  # flavors with a tree of their own
 _IPTABLES_TOOLS = ("iptables", "ip6tables", "iptables-restore", "ip6tables-restore",
                    "iptables-save", "ip6tables-save")
 
@@ -19,7 +21,7 @@ class Firewall:
 
     def __init__(self, flavor, workdir):
         self.flavor = flavor
-        self.legacy = flavor != "restore-nft"
+        self.legacy = flavor in ("restore-legacy", "iptc")
         self.env = {}
         self.tree = TREE
         if self.legacy:
@@ -31,11 +33,12 @@ class Firewall:
                 target = f"/usr/sbin/{family}-legacy" + (f"-{rest}" if rest else "")
                 os.symlink(target, os.path.join(bindir, tool))
             self.env["PATH"] = f"{bindir}:{os.environ.get('PATH', '')}"
-        if flavor == "iptc":
+        if flavor in _CONF_BACKEND:
             with open(os.path.join(REPO, "etc", "vnm", "OpenNebulaNetwork.conf"),
                       encoding="utf-8") as handle:
                 conf = handle.read().replace(":firewall_backend: restore",
-                                             ":firewall_backend: iptc")
+                                             f":firewall_backend: {_CONF_BACKEND[flavor]}")
+            assert f":firewall_backend: {_CONF_BACKEND[flavor]}" in conf
             self.tree = copy_tree(os.path.join(str(workdir), "remotes"), conf)
 
     def tool(self, name):

@@ -14,7 +14,8 @@ import json
 
 from vnmlib.errors import InputError, VnmError
 from vnmlib.firewall import nft_render
-from vnmlib.firewall.libnft import binding, run
+from vnmlib.firewall import libnft
+from vnmlib.firewall.libnft import run
 from vnmlib.firewall.layout import GLOBAL_CHAIN
 from vnmlib.firewall.nft_render import (FAMILY, MAP_IN, MAP_OUT, MAP_ROUTED, NAT_FAMILY,
                                         NAT_HOOKS, NAT_TABLE, TABLE)
@@ -266,4 +267,4 @@ def probe():
 
 def binding():
     """How transactions are sent: libnftables in-process, or the nft tool."""
-    return "python3-nftables (libnftables)" if binding() is not None else "nft -f - (no binding)"
+    return "python3-nftables (libnftables)" if libnft.binding() is not None else "nft -f - (no binding)"

@@ -9,7 +9,6 @@ refuses changes nothing, another nft table and iptables-nft rules are left alone
 clean leaves nothing.
 """
 
-import os
 import subprocess
 import sys
 import threading
@@ -17,10 +16,7 @@ import threading
 import pytest
 
 from support.assertions import assert_ok, assert_one_error
-from support.firewall import Firewall
-from support.namespaces import Namespace, PROBE
-from support.paths import REPO
-from support.remotes import copy_tree
+from support.namespaces import PROBE
 
 import test_fw_traffic as traffic
 from test_fw_traffic import (  # noqa: F401 (collected here, against the nft site below)
@@ -41,35 +37,9 @@ BAD_XML = traffic.vm(20, A_IP, traffic.A_IP6, "100,101", True, [
     *traffic.A_RULES, traffic.rule(100, "INBOUND", "TCP", RANGE="443:80")])
 
 
-class NftFirewall(Firewall):
-    """The engine run with ``:firewall_backend: nft`` (a copy of the tree with that conf)."""
-
-    def __init__(self, workdir):
-        super().__init__("restore-nft", workdir)
-        with open(os.path.join(REPO, "etc", "vnm", "OpenNebulaNetwork.conf"),
-                  encoding="utf-8") as handle:
-            conf = handle.read().replace(":firewall_backend: restore", ":firewall_backend: nft")
-        assert ":firewall_backend: nft" in conf
-        self.tree = copy_tree(os.path.join(str(workdir), "remotes"), conf)
-
-
-class NftSite(traffic.Site):
-    def __init__(self, tmp):  # traffic.Site's, with the nft engine
-        self.fw = NftFirewall(tmp)
-        run_dir = tmp / "run"
-        run_dir.mkdir()
-        self.host = Namespace(str(run_dir))
-        self.guests, self.procs = {}, []
-        try:
-            self._build()
-        except BaseException:
-            self.delete()
-            raise
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    built = NftSite(tmp_path_factory.mktemp("nft"))
+    built = traffic.Site("nft", tmp_path_factory.mktemp("nft"))  # its topology, nft engine
     # another program's nft table and iptables-nft rule, which vnm must leave alone
     built.host.exec("nft", "-f", "-", input=b"table inet other {\n chain c {\n  type filter "
                                             b"hook forward priority 10; policy accept;\n"

@@ -16,28 +16,16 @@ import pytest
 
 from support.assertions import assert_ok
 from support.commands import stop
-from support.namespaces import Namespace
 from support.paths import PYTHON, REPO
 
 import test_vnm_why as why
-from test_full_kernel_nft import NftFirewall
 from test_vnm_why import PEER_DNS, PEER_IP, PEER_NET, VM_IP, VM_MAC
 
 pytestmark = pytest.mark.full_kernel
 
 
 class NftWhySite(why.Site):
-    def __init__(self, tmp):  # why.Site's, with the nft engine
-        self.fw = NftFirewall(tmp)
-        run_dir = tmp / "run"
-        run_dir.mkdir()
-        self.host = Namespace(str(run_dir))
-        self.guests, self.procs = {}, []
-        try:
-            self._build()
-        except BaseException:
-            self.delete()
-            raise
+    """why.Site (built with the "nft" engine) and vnm verify."""
 
     def vnm(self, *args):
         env = dict(os.environ, VNM_RUN_DIR=self.host.run_dir, PYTHONPATH=REPO, **self.fw.env)
@@ -52,7 +40,7 @@ class NftWhySite(why.Site):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    built = NftWhySite(tmp_path_factory.mktemp("nft-why"))
+    built = NftWhySite("nft", tmp_path_factory.mktemp("nft-why"))
     yield built
     built.delete()
 
@@ -236,3 +224,10 @@ def test_doctor_reads_vnm_chains_through_the_nft_backend(site):
     finally:
         site.host.exec("nft", "add", "rule", "bridge", "vnm", "forward", "jump", "opennebula")
     assert ["vnm chains (IPv4)", "FAIL", "FORWARD does not jump to opennebula"] in found
+
+
+def test_doctor_names_the_nft_binding_and_probes_the_kernel(site):
+    done = site.vnm("-m", "vnmlib.cli", "doctor", "--json", "--tree", site.fw.tree)
+    rows = {row["check"]: (row["status"], row["detail"]) for row in json.loads(done.stdout)}
+    assert rows["nft backend"] == ("ok", "python3-nftables (libnftables)"), done.stderr
+    assert rows["nft backend kernel"][0] == "ok", rows["nft backend kernel"]

@@ -145,7 +145,7 @@ def test_the_rules_apply_from_the_taps_first_frame_both_ways(site):
     assert number >= 32768 and row["ofport"] == -1, row
     flows = cookie_flows(host, A_COOKIE)
     assert f"cookie={A_COOKIE},table=0,priority=95,dl_src={A_MAC} actions=drop" in flows
-    assert any(f"table=31," in f and f"in_port={number}" in f and f"tp_dst={ALLOWED}" in f
+    assert any("table=31," in f and f"in_port={number}" in f and f"tp_dst={ALLOWED}" in f
                for f in flows), flows  # the OUTBOUND rule, on the number to come
 
     a = unplugged_guest(host, "one-61-0", A_MAC, A_IP)  # the tap appears ...
