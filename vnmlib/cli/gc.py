@@ -216,22 +216,11 @@ class _Applier:
 
     def nat(self, bases):
         """The NICs' nat chains and jumps, one transaction of the configured backend, as
-        nodeport's and elastic's clean write it (:func:`vnmlib.elastic.nat.operations`)."""
+        nodeport's and elastic's clean write it (:func:`vnmlib.elastic.nat.remove`)."""
         from vnmlib import firewall
         from vnmlib.elastic import nat
-        from vnmlib.errors import VnmError
-        from vnmlib.host.locks import FirewallLock
 
-        backend = firewall.backend_of(self.conf)
-        with FirewallLock():
-            jumps = nat.read_jumps(backend)
-            ops = []
-            for base in bases:
-                if self.unused("nat", base):
-                    ops += nat.operations(base, {}, jumps)
-            why = backend.apply_tables({(4, "nat"): ops})[(4, "nat")] if ops else None
-        if why:
-            raise VnmError(f"removing the nat chains of {', '.join(bases)}: {why}")
+        nat.remove(bases, firewall.backend_of(self.conf), lambda base: self.unused("nat", base))
 
     def ovs_flows(self, vm_id, nic_id, thing):
         from vnmlib.ovs import tools as ovs, flows as ovs_flows

@@ -47,13 +47,32 @@ def operations(base, rules, jumps):
     return ops
 
 
+def _commit(backend, plan, what):
+    """``plan(jumps)``'s operations, read and committed under the firewall lock: one
+    transaction; False when there was nothing to do."""
+    with FirewallLock():
+        ops = plan(read_jumps(backend))
+        if not ops:
+            return False
+        why = backend.apply_tables({(4, "nat"): ops})[(4, "nat")]
+    if why:
+        raise VnmError(f"{what}: {why}")
+    return True
+
+
 def replace(base, rules, backend):
     """Make the NIC's nat chains hold ``rules``; no rules and no chains: nothing runs."""
-    with FirewallLock():
-        jumps = read_jumps(backend)
+    def plan(jumps):
         if not any(rules.values()) and not any(t.startswith(f"{base}-") for _, t in jumps):
-            return False
-        why = backend.apply_tables({(4, "nat"): operations(base, rules, jumps)})[(4, "nat")]
-        if why:
-            raise VnmError(f"{base}: {why}")
-    return True
+            return []
+        return operations(base, rules, jumps)
+
+    return _commit(backend, plan, base)
+
+
+def remove(bases, backend, still_unused):
+    """``vnm gc``: the nat chains and jumps of those ``bases`` that ``still_unused(base)``
+    says, under the lock, no action has taken back since gc looked; one transaction."""
+    return _commit(backend, lambda jumps: [op for base in bases if still_unused(base)
+                                           for op in operations(base, {}, jumps)],
+                   f"removing the nat chains of {', '.join(bases)}")
