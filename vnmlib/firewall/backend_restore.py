@@ -1,4 +1,4 @@
-"""The default backend: ``iptables -S`` to read, ``iptables-restore -n`` to write.
+"""The default backend: ``iptables-restore -n`` to read (``-S`` lines) and to write.
 
 A backend is the one way vnm reads and writes netfilter rules: the security
 groups' filter chains (:mod:`.transaction` builds its snapshots and
@@ -17,11 +17,6 @@ from vnmlib.firewall import ipsets
 from vnmlib.errors import VnmError
 
 _TOOLS = {4: ("iptables", "iptables-restore"), 6: ("ip6tables", "ip6tables-restore")}
-# How iptables says a listed chain does not exist. iptables-nft 1.8.9 reports
-# a missing chain as "incompatible"; should the chain really exist in a form
-# iptables cannot show, the bootstrap's "-N opennebula" fails the transaction
-# before anything changes, so reading it as missing is safe.
-_NO_CHAIN = ("No chain/target/match by that name", "is incompatible, use 'nft' tool")
 
 
 def _table_args(table):
@@ -29,26 +24,72 @@ def _table_args(table):
     return [] if table == "filter" else ["-t", table]
 
 
-def _rules_of(result, family, table, chain):
-    """``-A <chain> tokens…`` lines -> [tokens]; None when the chain does not exist."""
-    if not result.ok:
-        if any(text in result.stderr for text in _NO_CHAIN):
-            return None
-        where = "" if table == "filter" else f" {table}"
-        raise VnmError(f"reading the IPv{family}{where} {chain} chain: {result.error_line()}")
+def _tokens_of(listing, chain):
     prefix = f"-A {chain} "
-    return [tuple(line[len(prefix):].split()) for line in result.stdout.splitlines()
+    return [tuple(line[len(prefix):].split()) for line in listing.splitlines()
             if line.startswith(prefix)]
 
 
+def _listing_script(table, chains):
+    """One restore file that only lists ``chains``: iptables-restore runs ``-S`` as
+    iptables does, printing each chain in turn, and its COMMIT commits nothing."""
+    return "".join([f"*{table}\n", *(f"-S {chain}\n" for chain in chains), "COMMIT\n"])
+
+
+# How a listing run says which chain it stopped at: iptables-nft names the chain (as
+# iptables -S does), iptables-legacy only gives the line, and nothing else (patterns
+# compiled on first use: most runs list every chain, and an import-time compile costs
+# a warm action 1 ms)
+_NAMED = r"chain `([^']*)' in table `[^']*' is incompatible"
+_FAILED_LINE = r"\S+-restore: line (\d+) failed"
+
+
+def _missing_at(result, chains):
+    """The index in ``chains`` of the chain a failed listing run stopped at because it
+    does not exist; None when it failed for any other reason."""
+    import re
+
+    named = re.search(_NAMED, result.stderr)
+    if named:
+        return chains.index(named.group(1)) if named.group(1) in chains else None
+    said = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    failed = re.fullmatch(_FAILED_LINE, said[0]) if len(said) == 1 else None
+    index = int(failed.group(1)) - 2 if failed else -1  # line 1 is "*table"
+    return index if 0 <= index < len(chains) else None
+
+
 def list_rules(wanted):
-    """{(family, table, chain): [tokens], or None for a missing chain} of ``wanted``,
-    every listing running at once."""
-    wanted = list(wanted)
-    commands = [([process.which(_TOOLS[family][0]), *process.xtables_wait(),
-                  *_table_args(table), "-S", chain], None) for family, table, chain in wanted]
-    return {key: _rules_of(result, *key)
-            for key, result in zip(wanted, process.run_all(commands))}
+    """{(family, table, chain): [tokens], or None for a missing chain} of ``wanted``.
+
+    One ``iptables-restore`` run per family and table lists all its chains (one
+    process instead of one ``iptables -S`` per chain: the reads are most of a
+    warm action's time); the runs go at once. A missing chain stops a run at its
+    line: it is recorded as missing and the next run lists the rest.
+    """
+    pending = {}
+    for family, table, chain in dict.fromkeys(wanted):
+        pending.setdefault((family, table), []).append(chain)
+    found = {}
+    while pending:
+        keys = list(pending)
+        commands = [([process.which(_TOOLS[family][1]), *process.xtables_wait(), "-n"],
+                     _listing_script(table, pending[(family, table)]))
+                    for family, table in keys]
+        for (family, table), result in zip(keys, process.run_all(commands)):
+            chains = pending.pop((family, table))
+            missing = None if result.ok else _missing_at(result, chains)
+            if not result.ok and missing is None:
+                where = "" if table == "filter" else f" {table}"
+                raise VnmError(f"reading the IPv{family}{where} chains: "
+                               f"{_TOOLS[family][1]} failed: {result.error_line()}")
+            listed = chains if missing is None else chains[:missing]
+            found.update({(family, table, chain): _tokens_of(result.stdout, chain)
+                          for chain in listed})
+            if missing is not None:
+                found[(family, table, chains[missing])] = None
+                if chains[missing + 1:]:
+                    pending[(family, table)] = chains[missing + 1:]
+    return {key: found[key] for key in wanted}
 
 
 def list_tables(families=(4, 6)):

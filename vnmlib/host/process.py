@@ -15,9 +15,8 @@ import time
 from vnmlib.model import waits
 from vnmlib.errors import OutcomeUnknown, VnmError
 
-# subprocess and shutil are imported when first used: together ~8 ms, a sixth
-# of a warm action's budget, and an Open vSwitch ``pre`` with nothing to
-# change runs no tool at all.
+# subprocess is imported when first used (2.5 ms of a warm action's ~25 ms budget):
+# an Open vSwitch ``pre`` with nothing to change runs no tool at all.
 
 # oned reaches hosts over ssh and sudo; root's PATH may lack the sbin dirs.
 _SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
@@ -38,9 +37,11 @@ def _env():
 def which(program):
     """Absolute path of ``program`` on PATH or the sbin dirs, else a clear error."""
     if program not in _FOUND:
-        import shutil
-
-        path = shutil.which(program, path=_env()["PATH"])
+        # shutil.which's lookup without its import (1.4 ms), and only absolute
+        # directories: an empty or relative PATH entry would name the working one
+        found = (os.path.join(folder, program) for folder in _env()["PATH"].split(os.pathsep)
+                 if os.path.isabs(folder))
+        path = next((p for p in found if os.path.isfile(p) and os.access(p, os.X_OK)), None)
         if path is None:
             raise VnmError(f"{program} is not installed on this host")
         _FOUND[program] = path

@@ -134,12 +134,12 @@ def test_a_pre_waiting_for_a_bridge_lock_names_its_holder(ns, tmp_path):
         holder.wait()
 
 
-@pytest.mark.parametrize("family_tool", ["iptables", "ipset"])
+@pytest.mark.parametrize("family_tool", ["iptables-restore", "ipset"])
 def test_a_hung_tool_is_killed_after_tool_timeout(ns, tmp_path, family_tool):
     tree = conf_tree(tmp_path, tool_timeout=2)
     before = prepared(ns, 75, tree)
     bindir = os.path.join(str(tmp_path), "bin")
-    # iptables: the first read of the chains; ipset: the first listing
+    # iptables-restore: the first read of the chains (-S lines); ipset: the first listing
     wrap(bindir, family_tool, "hang", nth=1)
     began = time.monotonic()
     done = ns.run("fw", "post", "one-75", "node1", stdin=fw_vm(75), tree=tree,

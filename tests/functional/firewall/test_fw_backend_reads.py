@@ -93,3 +93,70 @@ def test_nodeport_refuses_host_ports_an_iptc_rule_forwards_already(ns, tmp_path)
            "VM 10 NIC 0 already" in done.stderr.decode()
     assert ns.exec(fw.tool("iptables"), "-w", "-t", "nat", "-S") == before
     assert_ok(fw.run(ns, "nodeport", "clean", stdin=first))
+
+
+
+_LIST = """
+import json, sys
+from vnmlib.firewall import backend_restore
+wanted = [tuple(key) for key in json.loads(sys.argv[1])]
+print(json.dumps([[list(key), rules] for key, rules in backend_restore.list_rules(wanted).items()]))
+"""
+
+
+def listed_by_restore(ns, wanted, path):
+    from support.paths import PYTHON, REPO
+
+    out = ns.exec("env", f"PYTHONPATH={REPO}", f"PATH={path}", PYTHON, "-c", _LIST,
+                  json.dumps(wanted))
+    return {tuple(key): None if rules is None else [tuple(rule) for rule in rules]
+            for key, rules in json.loads(out)}
+
+
+def listed_by_iptables(ns, tool, table, chain):
+    """``iptables -S chain``'s rules as tokens, None when the chain does not exist."""
+    try:
+        out = ns.exec(tool, "-w", "-t", table, "-S", chain)
+    except AssertionError:  # sh's: iptables failed, the chain does not exist
+        return None
+    return [tuple(line.split()[2:]) for line in out.splitlines()
+            if line.startswith(f"-A {chain} ")]
+
+
+def test_the_restore_backend_lists_many_chains_per_run_with_missing_ones_between(
+        ns, tmp_path):
+    """One iptables-restore run lists a family's chains; a missing chain, wherever it
+    is, reads as None and the others still come back exactly as ``iptables -S`` shows
+    them, on the host's iptables (nft) and on iptables-legacy alike."""
+    legacy_bin = tmp_path / "legacy"
+    legacy_bin.mkdir()
+    for tool in ("iptables", "ip6tables", "iptables-restore", "ip6tables-restore"):
+        os.symlink(f"/usr/sbin/{tool.replace('tables', 'tables-legacy', 1)}", legacy_bin / tool)
+    wanted = [[4, "filter", "gone-a"], [4, "filter", "FORWARD"], [4, "filter", "one-9-0-i"],
+              [4, "filter", "gone-b"], [4, "filter", "gone-c"], [4, "filter", "one-9-0-o"],
+              [6, "filter", "one-9-0-i"], [6, "filter", "gone-a"], [4, "nat", "one-9-0-dnat"],
+              [4, "nat", "PREROUTING"], [4, "nat", "gone-d"]]
+    missing = [(4, "filter", "gone-a"), (4, "filter", "gone-b"), (4, "filter", "gone-c"),
+               (6, "filter", "gone-a"), (4, "nat", "gone-d")]
+    for suffix, path in (("", os.environ["PATH"]),
+                         ("-legacy", f"{legacy_bin}:{os.environ['PATH']}")):
+        ip4, ip6 = f"iptables{suffix}", f"ip6tables{suffix}"
+        for chain in ("one-9-0-i", "one-9-0-o"):
+            ns.exec(ip4, "-w", "-N", chain)
+        ns.exec(ip4, "-w", "-A", "one-9-0-i", "-s", "10.0.0.0/8", "-p", "tcp", "-m",
+                "multiport", "--dports", "22,80:90", "-j", "RETURN")
+        ns.exec(ip4, "-w", "-A", "one-9-0-i", "-j", "DROP")
+        ns.exec(ip4, "-w", "-A", "FORWARD", "-m", "physdev", "--physdev-is-bridged", "-j",
+                "one-9-0-i")
+        ns.exec(ip6, "-w", "-N", "one-9-0-i")
+        ns.exec(ip6, "-w", "-A", "one-9-0-i", "-s", "fd00::/64", "-j", "RETURN")
+        ns.exec(ip4, "-w", "-t", "nat", "-N", "one-9-0-dnat")
+        ns.exec(ip4, "-w", "-t", "nat", "-A", "one-9-0-dnat", "-p", "tcp", "--dport", "80",
+                "-j", "DNAT", "--to-destination", "10.1.1.1:8080")
+
+        listed = listed_by_restore(ns, wanted, path)
+        assert listed == {(f, t, c): listed_by_iptables(ns, ip4 if f == 4 else ip6, t, c)
+                          for f, t, c in wanted}, suffix
+        assert [key for key, rules in listed.items() if rules is None] == missing
+        assert len(listed[(4, "filter", "one-9-0-i")]) == 2
+        assert len(listed[(4, "filter", "FORWARD")]) == 1
