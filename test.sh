@@ -3,7 +3,7 @@
 # namespaces, libvirt guests, full-kernel in Debian's kernel under QEMU), as root.
 #   1. venv .venv with the current PyPI releases: unit + functional tests;
 #   2. the functional tests again with the action scripts on Debian's
-#      /usr/bin/python3 and its packages (python3-lxml, python3-pyroute2 0.7, …),
+#      /usr/bin/python3 and its packages (python3-pyroute2 0.7, python3-yaml, …),
 #      as on a hypervisor;
 #   3. the full_kernel tests in Debian's own kernel under QEMU (one boot), the actions
 #      on Debian's /usr/bin/python3 (the hypervisor's interpreter), run beside phase 2.
@@ -22,7 +22,7 @@ if [ ! -x .venv/bin/python ]; then /usr/bin/python3 -m venv .venv; fi
 ln -sfn /usr/lib/python3/dist-packages/nftables \
   "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nftables"
 PY=.venv/bin/python
-echo "== unit + functional tests (venv: $($PY -c 'import pyroute2,lxml.etree as e;print("pyroute2",pyroute2.__version__,"lxml",e.__version__)'))"
+echo "== unit + functional tests (venv: $($PY -c 'import pyroute2,yaml;print("pyroute2",pyroute2.__version__,"PyYAML",yaml.__version__)'))"
 $PY -m pytest -q -p no:cacheprovider tests
 # The full_kernel group runs in Debian's kernel under QEMU beside phase 2: the guest is its
 # own machine (its own kernel, namespaces, /etc and /tmp overlay), and phase 2 spends most

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Naive baseline for bench_bridge.py: bridge/pre in the reference's style.
 
-The same work as vnm/bridge/pre (decode, parse with lxml, create the bridge,
+The same work as vnm/bridge/pre (decode, parse with xml.etree, create the bridge,
 enslave PHYDEV) but with one ``ip`` process per question and per change, as
 the Ruby drivers do (``ip link show type bridge``, ``ip link show master``,
 ``ip link add``, ``ip link set``). Not a driver: only a yardstick.
@@ -10,7 +10,7 @@ import base64
 import subprocess
 import sys
 
-from lxml import etree
+from xml.etree import ElementTree as etree
 
 root = etree.fromstring(base64.b64decode(sys.stdin.buffer.read()))
 for nic in root.iterfind("TEMPLATE/NIC[VN_MAD='bridge']"):

@@ -2,7 +2,7 @@
 """Naive baseline for bench_vxlan.py: vxlan/pre in the reference's style (§2.5).
 
 The same work as vnm/vxlan/pre for a multicast VXLAN network (decode, parse
-with lxml, create the bridge and the vxlan device, enslave it) with one ``ip``
+with xml.etree, create the bridge and the vxlan device, enslave it) with one ``ip``
 process per question and per change, as the Ruby drivers do. Not a driver.
 """
 import base64
@@ -10,7 +10,7 @@ import ipaddress
 import subprocess
 import sys
 
-from lxml import etree
+from xml.etree import ElementTree as etree
 
 
 def ip(*args):

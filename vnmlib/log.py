@@ -20,7 +20,7 @@ class Log:
 
     def error(self, message):
         # one line, always: oned and admins' scripts read the ERROR line (a
-        # library's message may carry line breaks, e.g. lxml's parse errors)
+        # library's message may carry line breaks)
         self._write("ERROR", " ".join(str(message).split("\n")))
 
     def warning(self, message):

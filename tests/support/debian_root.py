@@ -20,7 +20,7 @@ from support.paths import REPO
 
 SUITE = "bookworm"
 # The packages' dependencies (debian/control) and useradd for the stand-in's oneadmin
-ROOT_PACKAGES = ("python3", "python3-lxml", "python3-pyroute2", "python3-click", "python3-yaml",
+ROOT_PACKAGES = ("python3", "python3-pyroute2", "python3-click", "python3-yaml",
                  "iptables", "ipset", "iproute2", "nftables", "sudo", "passwd")
 MMDEBSTRAP_OPTIONS = ("--variant=apt", "--format=tar",
                       # the mirror may be a dated snapshot whose Release files have expired

@@ -71,10 +71,29 @@ EXTERNAL = (b'<?xml version="1.0"?><!DOCTYPE VM [<!ENTITY x SYSTEM "file:///etc/
             b'<VM><ID>1</ID><X>&x;</X></VM>')
 
 
-@pytest.mark.parametrize("doc", [BILLION_LAUGHS, EXTERNAL])
+@pytest.mark.parametrize("doc", [BILLION_LAUGHS, EXTERNAL,
+                                 # in UTF-16 the bytes "<!DOCTYPE" never appear: the parser's
+                                 # doctype event refuses it
+                                 BILLION_LAUGHS.replace(b'"1.0"?>', b'"1.0" encoding="UTF-16"?>')
+                                 .decode().encode("utf-16")])
 def test_hostile_xml_refused(doc):
     with pytest.raises(InputError, match="DOCTYPE"):
         parse_vm(base64.b64encode(doc))
+
+
+@pytest.mark.parametrize("doc, needle", [
+    (b"<VM><ID>1</ID><X>&a;</X></VM>", "undefined entity"),  # no DTD: no entity
+    (b"<VM>" + b"<A>" * 100_000 + b"</A>" * 100_000 + b"</VM>", "deeper than 256"),
+])
+def test_entities_and_deep_nesting_refused(doc, needle):
+    with pytest.raises(InputError, match=needle):
+        parse_vm(base64.b64encode(doc))
+
+
+def test_comments_and_processing_instructions_are_not_elements():
+    vm = parse_vm(base64.b64encode(b"<?x y?><VM><!-- c --><ID>1<!-- z -->2</ID><TEMPLATE>"
+                                   b"<NIC><NIC_ID>0</NIC_ID><!-- d --></NIC></TEMPLATE></VM>"))
+    assert vm.id == 12 and vm.nics[0].attrs == {"NIC_ID": "0"}
 
 
 def test_huge_input_refused_before_decoding():

@@ -279,8 +279,7 @@ def held_locks():
 
 def python_modules():
     found = [("python", OK, f"{sys.executable} {sys.version.split()[0]}")]
-    for module, severity, needed_by in (("lxml", FAIL, "every driver that reads the VM"),
-                                        ("pyroute2", FAIL, "changing links"),
+    for module, severity, needed_by in (("pyroute2", FAIL, "changing links"),
                                         ("yaml", FAIL, "the configuration"),
                                         ("click", WARN, "the vnm command"),
                                         ("iptc", WARN, ":firewall_backend: iptc"),
@@ -288,10 +287,6 @@ def python_modules():
         try:
             imported = __import__(module)
             version = getattr(imported, "__version__", "")
-            if module == "lxml":
-                from lxml import etree
-
-                version = etree.__version__
             found.append((f"python {module}", OK, version or "present"))
         except Exception as exc:  # noqa: BLE001 (a broken install is a finding, not a crash)
             found.append((f"python {module}", severity,

@@ -109,7 +109,7 @@ def check_argv(action, argv):
 
 def read_stdin(extra=0):
     """stdin, at most the VM size limit plus ``extra`` bytes (the sudo helper's frame)."""
-    # not from .template: the dummy driver never parses and must not pay for lxml or re
+    # not from .template: the dummy driver never parses and must not pay for the XML parser or re
     from vnmlib.model.limits import MAX_STDIN_BYTES
 
     limit = MAX_STDIN_BYTES + extra

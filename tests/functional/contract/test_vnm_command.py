@@ -199,7 +199,7 @@ def test_gc_removes_only_what_dead_vms_left(ns):
 def test_doctor_reports_and_fails_on_a_broken_conf(ns, tmp_path):
     done = vnm(ns, "doctor", "--json")
     checks = {r["check"]: r["status"] for r in json.loads(done.stdout)}
-    assert checks["bridge"] == "ok" and checks["ip"] == "ok" and checks["python lxml"] == "ok"
+    assert checks["bridge"] == "ok" and checks["ip"] == "ok" and checks["python pyroute2"] == "ok"
     assert "iptables backend" in checks and "run directory" in checks
     assert done.returncode == (1 if "FAIL" in checks.values() else 0)
     tree = tmp_path / "remotes" / "vnm"
