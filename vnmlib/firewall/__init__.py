@@ -20,7 +20,7 @@ protection untouched (the reference tore it down first and left the VM open,
 import time
 
 from vnmlib.host import port_owner, steps, sysfs
-from vnmlib.model.config import DEFAULTS, nic_conf
+from vnmlib.model.config import DEFAULTS, nic_conf, protects_in_pre
 from vnmlib.model.numbers import decimal
 from vnmlib.errors import InputError, VnmError
 from vnmlib.host.locks import FirewallLock
@@ -275,7 +275,7 @@ def pre(ctx, attach, release, bridged=True):
     failed ``pre`` leaves nothing. ``:protect_in_pre: false`` keeps the
     reference's timing (protection from ``post`` on).
     """
-    if not _protect_in_pre(ctx.conf):
+    if not protects_in_pre(ctx.conf):
         attach()
         return
     started = recency.now()
@@ -297,13 +297,6 @@ def pre(ctx, attach, release, bridged=True):
         except VnmError as exc:  # the protection's failure is the one to report
             ctx.log.warning(f"undoing pre's links failed too: {exc}")
         raise
-
-
-def _protect_in_pre(conf):
-    value = conf.get("protect_in_pre", DEFAULTS["protect_in_pre"])
-    if isinstance(value, bool):
-        return value
-    raise InputError(f"protect_in_pre {value!r} in OpenNebulaNetwork.conf is not true or false")
 
 
 def clean(ctx, bridged=True):

@@ -277,3 +277,12 @@ def is_true(value):
     if isinstance(value, str):
         return value.strip().lower() in ("true", "yes", "on", "1")
     return bool(value)
+
+
+def protects_in_pre(conf):
+    """``:protect_in_pre:`` (default true): ``pre`` protects a NIC before its VM runs
+    (vnmlib.firewall.pre for the Linux drivers, vnmlib.ovs.pre_guard for Open vSwitch)."""
+    value = conf.get("protect_in_pre", DEFAULTS["protect_in_pre"])
+    if isinstance(value, bool):
+        return value
+    raise InputError(f"protect_in_pre {value!r} in OpenNebulaNetwork.conf is not true or false")

@@ -39,7 +39,7 @@ import re
 
 from vnmlib.errors import InputError, VnmError
 from vnmlib.host import port_owner
-from vnmlib.model.config import DEFAULTS
+from vnmlib.model.config import protects_in_pre
 from vnmlib.ovs import flows as ovs_flows, sg_flows, tools as ovs
 from vnmlib.ovs.flow_plan import nic_port_flows
 from vnmlib.ovs.vhost_user import uses_vhost_user
@@ -50,14 +50,6 @@ FIRST_PORT, LAST_PORT = 32768, 0xFF00 - 1
 FALLBACK = 95  # below a port's table-0 flows (100, 110), above the inbound dispatch (90)
 EXEMPT = 96  # the uplink's frames with the MAC, above the fallback
 CLOSED = 120  # above every table-0 flow vnm writes
-
-
-def protects_in_pre(conf):
-    """``:protect_in_pre:`` (default true), the Linux drivers' switch (vnmlib.firewall.pre)."""
-    value = conf.get("protect_in_pre", DEFAULTS["protect_in_pre"])
-    if isinstance(value, bool):
-        return value
-    raise InputError(f"protect_in_pre {value!r} in OpenNebulaNetwork.conf is not true or false")
 
 
 def guarded_nics(vm, driver, conf, uplinks):

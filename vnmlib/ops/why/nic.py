@@ -201,23 +201,21 @@ class NftRules:
     once; a name vnm cannot read makes the answer undetermined."""
 
     def __init__(self):
-        self.chains, self.sets = {}, {}
+        self._read = {}
+
+    def _once(self, reader, table, name):
+        if (reader, table, name) not in self._read:
+            try:
+                self._read[(reader, table, name)] = reader(table, name)
+            except nft_read.Unreadable as exc:
+                raise netfilter.Undetermined(str(exc)) from None
+        return self._read[(reader, table, name)]
 
     def rules_of(self, table, chain):
-        if (table, chain) not in self.chains:
-            try:
-                self.chains[(table, chain)] = nft_read.chain_rules(table, chain)
-            except nft_read.Unreadable as exc:
-                raise netfilter.Undetermined(str(exc)) from None
-        return self.chains[(table, chain)]
+        return self._once(nft_read.chain_rules, table, chain)
 
     def set_of(self, table, name):
-        if (table, name) not in self.sets:
-            try:
-                self.sets[(table, name)] = nft_read.set_of(table, name)
-            except nft_read.Unreadable as exc:
-                raise netfilter.Undetermined(str(exc)) from None
-        return self.sets[(table, name)]
+        return self._once(nft_read.set_of, table, name)
 
 
 def nft_own_mac(rules):
