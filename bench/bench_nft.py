@@ -13,6 +13,11 @@ transaction per backend before the series. Baseline in the same run:
 ``post`` at the most NICs as a ratio of its empty-host figure (goal <= 1.2x for
 nft, and below restore's time), printed after the table and saved as
 ``post_growth`` (docs/benchmarks.md).
+
+``--breakdown``: instead of the actions, the phases of the nft backend's commit for
+vm7's NIC timed in-process at each count (its reads, the rendering, the transaction;
+the NIC removed before each run), and beside them a read of the whole table, to show
+which of them grow with the NICs protected.
 """
 
 import argparse
@@ -25,7 +30,7 @@ import tempfile
 from common import PYTHON, REPO, header, in_namespace, row, save, script, series
 
 sys.path.insert(0, REPO)
-from vnmlib.firewall import backend_nft, backend_restore, ipsets, nft_render, transaction
+from vnmlib.firewall import backend_nft, backend_restore, ipsets, transaction
 from vnmlib.firewall.layout import FAMILIES
 
 SHARED = os.environ.get("VNM_SHARED") or os.path.join(os.path.dirname(REPO), "shared")
@@ -70,7 +75,7 @@ def populate(backend, count, vm7):
         return
     nfs = installs(count, vm7)
     if backend == "nft":
-        backend_nft.commit(nft_render.render(nft_render.TableState(), nfs))
+        backend_nft.commit(backend_nft.plan(nfs, []))
         return
     sh("ipset", "restore", "-exist", stdin="\n".join(ipsets.stage_script(nfs, set())[0]) + "\n")
     for family in FAMILIES:
@@ -122,6 +127,44 @@ def measure(runs, counts, workdir):
     return results
 
 
+def breakdown(runs, counts):
+    """{phase: {count: median seconds}} of the nft commit of vm7's NIC (a post after
+    clean), phase by phase as ``firewall.apply`` runs them, and beside them what reading
+    the whole table costs (what a table without footprints, or a clean, reads)."""
+    import statistics
+    import time
+
+    with open(FIXTURE, "rb") as handle:
+        vm7 = handle.read()
+    subject = installs(1, vm7)[0]  # vm 1000's NIC: the others start at 1001
+    found = {}
+    for count in counts:
+        flush_all()
+        # the others and the subject (the table made): each run takes the subject out first
+        backend_nft.commit(backend_nft.plan(installs(count + 1, vm7), []))
+        samples = {}
+        for _ in range(runs):
+            backend_nft.commit(backend_nft.plan([], [subject.chain]))
+            clock = [time.perf_counter()]
+            backend_nft.read_state()
+            clock.append(time.perf_counter())
+            state = backend_nft._scoped_state([subject], routed=False)
+            clock.append(time.perf_counter())
+            planned = backend_nft.Plan(state, [subject], [], True)
+            clock.append(time.perf_counter())
+            backend_nft.commit(planned)
+            clock.append(time.perf_counter())
+            for phase, took in zip(("(read the whole table)", "read the footprints",
+                                    "render", "commit"),
+                                   (b - a for a, b in zip(clock, clock[1:]))):
+                samples.setdefault(phase, []).append(took)
+        for phase, values in samples.items():
+            found.setdefault(phase, {})[count] = statistics.median(values)
+        print(f"bench: breakdown at {count} NICs done", file=sys.stderr, flush=True)
+    flush_all()
+    return found
+
+
 def growth(results, counts):
     """Issue 19's own measure: ``post`` with the most NICs protected as a ratio of its
     empty-host figure, per backend (goal for nft: at most 1.2x, and below restore's
@@ -161,13 +204,24 @@ def main():
     parser.add_argument("-n", "--runs", type=int, default=9)
     parser.add_argument("--nics", default=COUNTS, help="NICs protected besides the subject, "
                                                        "comma-separated (default %(default)s)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="time the phases of the nft commit instead of the actions")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     counts = [int(n) for n in args.nics.split(",")]
     if not args.inside:
-        return in_namespace(["-n", str(args.runs), "--nics", args.nics])
+        return in_namespace(["-n", str(args.runs), "--nics", args.nics]
+                            + (["--breakdown"] if args.breakdown else []))
     with tempfile.TemporaryDirectory() as workdir:
         os.environ["VNM_RUN_DIR"] = os.path.join(workdir, "run")
+        if args.breakdown:
+            phases = breakdown(args.runs, counts)
+            print("phase of the nft commit".ljust(32)
+                  + "".join(f"{n:>8} NICs" for n in counts))
+            for phase, by_count in phases.items():
+                print(phase.ljust(32)
+                      + "".join(f"{by_count[n] * 1000:10.1f} ms" for n in counts))
+            return 0
         results = measure(args.runs, counts, workdir)
     grown = growth(results, counts)
     report(results, grown)

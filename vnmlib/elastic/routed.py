@@ -161,9 +161,8 @@ def plan_unreach(view, users, target):
 def _protected(backend, bases):
     """Those of ``bases`` (``one-<vm>-<nic>``) whose security-group chains exist: a
     read of these chains only, whatever else the host protects."""
-    if getattr(backend, "NATIVE", False):  # nft: the table's chain names
-        chains = backend.read_state().chains
-        return {base for base in bases if f"{base}-o" in chains}
+    if getattr(backend, "NATIVE", False):  # nft: its footprints, or the table's chain names
+        return backend.protected(bases)
     keys = {base: (4, "filter", f"{base}-o") for base in bases}
     listed = backend.list_rules(keys.values())
     return {base for base, key in keys.items() if listed[key] is not None}

@@ -136,9 +136,10 @@ def apply(ctx, install=(), remove=(), started=None, still_unused=None, early=Fal
         if not install and not remove:
             return
         if getattr(backend, "NATIVE", False):
-            # nft: one transaction of its own table (sets included), read and planned whole
-            script = transaction.plan_native(backend, install, remove)
-            steps.apply([ProtectionChange(ctx, backend, script, None, install, remove, None,
+            # nft: one transaction of its own table (sets included), planned from what it
+            # reads of the table (backend_nft.plan)
+            planned = transaction.plan_native(backend, install, remove)
+            steps.apply([ProtectionChange(ctx, backend, planned, None, install, remove, None,
                                           [], started, early)], log)
             return
         snapshots = transaction.read(backend, transaction.own_chains(install, remove))

@@ -24,7 +24,7 @@ from vnmlib.firewall import ipsets, transaction
 def run(backend, changes, snapshots, install, remove, existing, stale, log):
     """Apply ``changes`` ({family: ops}) with the sets of ``install``; see the module.
 
-    A native backend (nft) gets ``changes`` as its one transaction, sets and both
+    A native backend (nft) gets ``changes`` as its one planned transaction, sets and both
     families together: it goes in whole or not at all, so nothing is rolled back here.
     """
     if getattr(backend, "NATIVE", False):

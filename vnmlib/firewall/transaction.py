@@ -60,10 +60,9 @@ def read(backend, own_chains=()):
 
 
 def plan_native(backend, install, remove_chains):
-    """A native backend's (nft) whole update: its table read, one transaction rendered."""
-    from vnmlib.firewall import nft_render  # only the nft backend's actions pay its import
-
-    return nft_render.render(backend.read_state(), install, remove_chains)
+    """A native backend's (nft) whole update: what it reads of its table, one transaction
+    rendered (committed by ``backend.commit``)."""
+    return backend.plan(install, remove_chains)
 
 
 def commit(backend, changes):

@@ -9,6 +9,9 @@ refuses changes nothing, another nft table and iptables-nft rules are left alone
 clean leaves nothing.
 """
 
+import glob
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -124,6 +127,79 @@ def test_a_transaction_the_kernel_refuses_changes_nothing(site):
         assert site.guests["B"].probe("udp", A_IP, 54) == 1  # the wider rule is not in
     finally:
         host.exec("nft", "delete", "set", "bridge", "vnm", "one-20-0-100-i-udp-n-inet")
+
+
+def footprints(site):
+    """{name: record} of the host namespace's nft footprints (vnmlib/firewall/nft_footprint)."""
+    found = {}
+    for path in glob.glob(os.path.join(site.host.run_dir, "nft-footprint", "*", "*")):
+        with open(path, encoding="utf-8") as handle:
+            found[os.path.basename(path)] = json.load(handle)
+    return found
+
+
+def footprint_path(site, name):
+    return os.path.join(glob.glob(os.path.join(site.host.run_dir, "nft-footprint", "*"))[0],
+                        name)
+
+
+def test_an_update_reads_its_own_nics_objects_and_asks_the_kernel_for_their_dispatch(site):
+    """update_sg plans from A's footprint and one ``get element`` per tap, not from a
+    listing of the whole table: a set of A's name that no record knows (planted) is not
+    seen, and another NIC's lost footprint stays lost; read whole (no table record), the
+    set goes as A's leftover and the footprints are adopted again. The dispatch is the
+    kernel's word, not the record's: an element deleted behind vnm's back is back."""
+    host, b = site.host, site.guests["B"]
+    leftover = f"one-{A_VM}-0-777-i-tcp-n-inet"
+    # (the refused transaction above left the records to be read whole: this adopts it)
+    assert_ok(site.fw.run(host, "fw", "update_sg", f"one-{A_VM}", stdin=A_XML))
+    recorded = footprints(site)
+    assert recorded["table"] == {"routed": False}
+    assert recorded[f"one-{A_VM}-0"]["taps"] == {"nic_in": [f"one-{A_VM}-0"],
+                                                 "nic_out": [f"one-{A_VM}-0"]}
+    assert "one-20-0-100-i-nr-inet" in recorded[f"one-{A_VM}-0"]["sets"]
+    os.unlink(footprint_path(site, "one-22-0"))
+    host.exec("nft", "add", "set", "bridge", "vnm", leftover,
+              "{ type ipv4_addr . inet_proto . inet_service; flags interval; }")
+    host.exec("nft", "delete", "element", "bridge", "vnm", "nic_in", f'{{ "one-{A_VM}-0" }}')
+    assert b.probe("tcp", A_IP, 9000) == 0  # A's inbound chain is not reached: open
+    assert_ok(site.fw.run(host, "fw", "update_sg", f"one-{A_VM}", stdin=A_XML))
+    assert b.probe("tcp", A_IP, 9000) == 1 and b.probe("tcp", A_IP, 22) == 0
+    assert f"set {leftover} " in vnm_table(site)
+    assert "one-22-0" not in footprints(site)
+    os.unlink(footprint_path(site, "table"))
+    assert_ok(site.fw.run(host, "fw", "update_sg", f"one-{A_VM}", stdin=A_XML))
+    assert f"set {leftover} " not in vnm_table(site)
+    assert footprints(site) == recorded
+
+
+def test_an_update_planned_from_a_wrong_footprint_is_planned_again_from_the_table(site):
+    """A footprint naming a set the table does not have (the table changed behind vnm):
+    the kernel refuses the transaction planned from it, and the update goes in planned
+    from the whole table instead; the footprints are right again afterwards."""
+    host, b = site.host, site.guests["B"]
+    recorded = footprints(site)
+    wrong = dict(recorded[f"one-{A_VM}-0"])
+    wrong["sets"] = sorted(wrong["sets"] + [f"one-{A_VM}-0-999-i-tcp-n-inet"])
+    with open(footprint_path(site, f"one-{A_VM}-0"), "w", encoding="utf-8") as handle:
+        json.dump(wrong, handle)
+    assert_ok(site.fw.run(host, "fw", "update_sg", f"one-{A_VM}", stdin=A_XML))
+    assert footprints(site) == recorded
+    assert b.probe("tcp", A_IP, 9000) == 1 and b.probe("tcp", A_IP, 22) == 0
+
+
+def test_a_set_left_with_a_nics_name_never_keeps_its_members(site):
+    """A set of A's name holding other members before A's chains are written (left by
+    anything: the record does not know it) is emptied and refilled, never added to."""
+    host, b = site.host, site.guests["B"]
+    assert_ok(site.fw.run(host, "fw", "clean", f"one-{A_VM}", "node1", stdin=A_XML))
+    host.exec("nft", "add", "set", "bridge", "vnm", "one-20-0-100-i-nr-inet",
+              "{ type ipv4_addr . inet_proto . inet_service; flags interval; "
+              "elements = { 10.50.0.0/24 . tcp . 9000 }; }")
+    assert_ok(site.fw.run(host, "fw", "post", f"one-{A_VM}", "node1", stdin=A_XML))
+    assert "9000" not in host.exec("nft", "list", "set", "bridge", "vnm",
+                                   "one-20-0-100-i-nr-inet")
+    assert b.probe("tcp", A_IP, 9000) == 1 and b.probe("tcp", A_IP, 22) == 0
 
 
 def test_clean_leaves_nothing_of_the_vms(site):

@@ -1,0 +1,104 @@
+"""The nft backend's footprints and its scoped reads (no root, no kernel): what an
+update of some NICs reads of ``table bridge vnm`` instead of the whole table."""
+
+import pytest
+
+from vnmlib.firewall import backend_nft, nft_footprint, nft_render
+from vnmlib.firewall.nft_render import MAP_IN, MAP_OUT, MAP_ROUTED
+
+from test_nft_render import VM7, build, lines
+
+
+@pytest.fixture(autouse=True)
+def run_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("VNM_RUN_DIR", str(tmp_path))
+
+
+def test_a_footprint_is_written_read_widened_and_forgotten():
+    nf = build(VM7, 1)
+    new = nft_footprint.wanted(nf, nft_render.dispatch_of(nf))
+    assert new == {"sets": sorted(nf.sets), "taps": {MAP_IN: [nf.tap], MAP_OUT: [nf.tap]}}
+    assert not nft_footprint.known(nf.chain)
+    assert nft_footprint.of(nf.chain) == {"sets": [], "taps": {}}
+    old = {"sets": ["one-7-1-9-i-tcp-n-inet"], "taps": {MAP_IN: ["vnet3"]}}
+    nft_footprint.save({nf.chain: nft_footprint.union(old, new)})
+    assert nft_footprint.of(nf.chain) == {
+        "sets": sorted(set(nf.sets) | {"one-7-1-9-i-tcp-n-inet"}),
+        "taps": {MAP_IN: sorted(["vnet3", nf.tap]), MAP_OUT: [nf.tap]}}
+    nft_footprint.forget([nf.chain, "one-99-0"])
+    assert not nft_footprint.known(nf.chain)
+
+
+def test_the_table_record_is_there_only_once_the_table_was_adopted():
+    assert nft_footprint.table() is None
+    nft_footprint.adopt({"one-5-0": {"sets": [], "taps": {MAP_IN: ["one-5-0"]}}}, routed=True)
+    assert nft_footprint.table() == {"routed": True} and nft_footprint.known("one-5-0")
+    nft_footprint.drop_table()
+    assert nft_footprint.table() is None and nft_footprint.known("one-5-0")
+
+
+def test_scoped_state_is_the_nics_footprints_and_asks_the_kernel_nothing(monkeypatch):
+    nf = build(VM7, 1)
+    nft_footprint.save({nf.chain: {"sets": ["one-7-1-ip-spoofing"],
+                                   "taps": {MAP_IN: ["vnet3", nf.tap], MAP_OUT: [nf.tap],
+                                            MAP_ROUTED: ["vnet3"]}}})
+    monkeypatch.setattr(backend_nft, "run", lambda *a, **k: pytest.fail("asked the kernel"))
+    state = backend_nft._scoped_state([nf], routed=False)
+    assert state.exists and state.sets == {"one-7-1-ip-spoofing"}
+    # no routed map on this table: its record is not dispatch
+    assert state.dispatch == {MAP_IN: {"vnet3": nf.chain_in, nf.tap: nf.chain_in},
+                              MAP_OUT: {nf.tap: nf.chain_out}}
+    assert "output" not in state.chains
+    script = lines(backend_nft.Plan(state, [nf], [], True).script)
+    # the tap that changed loses its dispatch; the NIC's own is declared again all the same
+    assert script[0] == f'delete element bridge vnm {MAP_IN} {{ "vnet3" }}'
+    assert script[-2:] == [
+        f'add map bridge vnm {MAP_IN} {{ type ifname : verdict; elements = '
+        f'{{ "{nf.tap}" : jump {nf.chain_in} }}; }}',
+        f'add map bridge vnm {MAP_OUT} {{ type ifname : verdict; elements = '
+        f'{{ "{nf.tap}" : jump {nf.chain_out} }}; }}']
+    assert "delete set bridge vnm one-7-1-ip-spoofing" not in script  # still wanted
+
+
+def test_without_the_table_record_the_table_is_read_whole(monkeypatch):
+    nf = build(VM7, 1)
+    monkeypatch.setattr(backend_nft, "read_state", lambda: nft_render.TableState())
+    planned = backend_nft.plan([nf], [])
+    assert not planned.scoped and lines(planned.script)[0] == "add table bridge vnm"
+    nft_footprint.adopt({}, routed=False)
+    assert backend_nft.plan([nf], []).scoped
+    assert not backend_nft.plan([nf], [nf.chain]).scoped  # a removal reads it whole
+
+
+def test_a_refused_scoped_transaction_is_planned_again_from_the_whole_table(monkeypatch):
+    nf = build(VM7, 1)
+    nft_footprint.adopt({nf.chain: {"sets": ["one-7-1-gone"], "taps": {}}}, routed=False)
+    sent = []
+
+    def run(script, **_):
+        sent.append(script)
+        refused = "delete set bridge vnm one-7-1-gone" in script
+        return (False, "", "Error: Could not process rule: No such file or directory\n") \
+            if refused else (True, "", "")
+
+    monkeypatch.setattr(backend_nft, "run", run)
+    monkeypatch.setattr(backend_nft, "read_state", lambda: nft_render.TableState(
+        True, ["opennebula", nf.chain_in, nf.chain_out, "one-8-0-i", "one-8-0-o"],
+        ["one-8-0-ip-spoofing"], {MAP_IN: {"one-8-0": "one-8-0-i"}, MAP_OUT: {}}))
+    backend_nft.commit(backend_nft.plan([nf], []))
+    assert len(sent) == 2 and "one-7-1-gone" not in sent[1]
+    # the whole table adopted: the other NIC's footprint from what was read
+    assert nft_footprint.table() == {"routed": False}
+    assert nft_footprint.of("one-8-0") == {"sets": ["one-8-0-ip-spoofing"],
+                                           "taps": {MAP_IN: ["one-8-0"], MAP_OUT: []}}
+    assert nft_footprint.of(nf.chain)["sets"] == sorted(nf.sets)
+
+
+def test_every_set_is_declared_flushed_and_filled_whether_known_or_not():
+    nf = build(VM7, 1)
+    script = lines(nft_render.render(nft_render.TableState(True, ["opennebula"], [], {}), [nf]))
+    name = "one-7-1-ip-spoofing"
+    first = script.index(f"add set bridge vnm {name} {{ type ipv4_addr; }}")
+    assert script[first + 1] == f"flush set bridge vnm {name}"
+    assert script[first + 2].startswith(f"add set bridge vnm {name} {{ type ipv4_addr; "
+                                        "elements = {")
