@@ -232,3 +232,24 @@ def test_a_tap_dispatching_elsewhere_is_taken_over():
     assert script[0] == f'delete element bridge vnm {MAP_IN} {{ "{nf.tap}" }}'
     assert script[-2:] == [dispatch(MAP_IN, nf.tap, nf.chain_in),
                            dispatch(MAP_OUT, nf.tap, nf.chain_out)]
+
+
+def test_with_the_whole_maps_known_a_removal_redeclares_them_without_its_entries():
+    """nft 1.0.6 fetches every element of the table for a ``delete element``: with the
+    maps read whole, clean empties each map and declares the others' entries again, in
+    the same transaction; from footprints (not whole), it deletes its own entries."""
+    dispatch = {MAP_IN: {"one-7-1": "one-7-1-i", "one-8-0": "one-8-0-i"},
+                MAP_OUT: {"one-7-1": "one-7-1-o"}}
+    state = TableState(True, ["one-7-1-i", "one-7-1-o", "one-8-0-i"], [], dispatch,
+                       whole=True)
+    script = lines(nft_render.render(state, remove=["one-7-1"]))
+    assert script[:3] == [
+        "flush map bridge vnm nic_in",
+        'add map bridge vnm nic_in { type ifname : verdict; elements = '
+        '{ "one-8-0" : jump one-8-0-i }; }',
+        "flush map bridge vnm nic_out"]
+    assert not any("delete element" in line for line in script)
+    state.whole = False
+    assert lines(nft_render.render(state, remove=["one-7-1"]))[:2] == [
+        'delete element bridge vnm nic_in { "one-7-1" }',
+        'delete element bridge vnm nic_out { "one-7-1" }']

@@ -82,7 +82,7 @@ def read_state():
         return nft_render.TableState()
     maps = (MAP_IN, MAP_OUT, MAP_ROUTED) if "output" in chains else (MAP_IN, MAP_OUT)
     return nft_render.TableState(True, chains, _objects("sets", "set"),
-                                 {m: _dispatch(m) for m in maps})
+                                 {m: _dispatch(m) for m in maps}, whole=True)
 
 
 def _scoped_state(install, routed):
