@@ -25,7 +25,8 @@ import subprocess
 import sys
 import tempfile
 
-from common import PYTHON, REPO, check_budgets, header, in_namespace, row, save, script, series
+from common import (PYTHON, REPO, check_budgets, header, in_namespace, row, save, script,
+                    series, vm7_nics)
 
 sys.path.insert(0, REPO)
 from vnmlib.firewall import backend_restore, ipsets, transaction
@@ -52,23 +53,7 @@ def flush_all():
 
 def populate(count, legacy, vm7):
     """``count`` NICs protected as vm7's fw NIC is, written in one transaction per family."""
-    import copy
-
-    from vnmlib.firewall import plan
-    from vnmlib.model.template import parse_vm
-
-    class Ctx:  # what firewall.plan reads
-        def __init__(self, vm):
-            self.vm = vm
-            self.conf = {"ipset_maxelem": 65536}
-
-    installs = []
-    for vm_id in range(1000, 1000 + count):
-        vm = copy.copy(parse_vm(vm7))
-        vm.id = vm_id
-        nic = vm.nics[1]
-        nic.attrs = dict(nic.attrs, TARGET=f"one-{vm_id}-1")
-        installs += plan(Ctx(vm), [nic], bridged=True)
+    installs = vm7_nics(count, vm7)
     ipset_lines = ipsets.stage_script(installs, set())[0]
     sh("ipset", "restore", "-exist", stdin="\n".join(ipset_lines) + "\n")
     for family in FAMILIES:

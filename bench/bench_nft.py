@@ -21,13 +21,12 @@ which of them grow with the NICs protected.
 """
 
 import argparse
-import copy
 import os
 import subprocess
 import sys
 import tempfile
 
-from common import PYTHON, REPO, header, in_namespace, row, save, script, series
+from common import PYTHON, REPO, header, in_namespace, row, save, script, series, vm7_nics
 
 sys.path.insert(0, REPO)
 from vnmlib.firewall import backend_nft, backend_restore, ipsets, transaction
@@ -51,29 +50,10 @@ def flush_all():
     subprocess.run(["nft", "delete", "table", "bridge", "vnm"], capture_output=True, check=False)
 
 
-def installs(count, vm7):
-    from vnmlib.firewall import plan
-    from vnmlib.model.template import parse_vm
-
-    class Ctx:  # what firewall.plan reads
-        def __init__(self, vm):
-            self.vm = vm
-            self.conf = {"ipset_maxelem": 65536}
-
-    found = []
-    for vm_id in range(1000, 1000 + count):
-        vm = copy.copy(parse_vm(vm7))
-        vm.id = vm_id
-        nic = vm.nics[1]
-        nic.attrs = dict(nic.attrs, TARGET=f"one-{vm_id}-1")
-        found += plan(Ctx(vm), [nic], bridged=True)
-    return found
-
-
 def populate(backend, count, vm7):
     if not count:
         return
-    nfs = installs(count, vm7)
+    nfs = vm7_nics(count, vm7)
     if backend == "nft":
         backend_nft.commit(backend_nft.plan(nfs, []))
         return
@@ -136,12 +116,12 @@ def breakdown(runs, counts):
 
     with open(FIXTURE, "rb") as handle:
         vm7 = handle.read()
-    subject = installs(1, vm7)[0]  # vm 1000's NIC: the others start at 1001
+    subject = vm7_nics(1, vm7)[0]  # vm 1000's NIC: the others start at 1001
     found = {}
     for count in counts:
         flush_all()
         # the others and the subject (the table made): each run takes the subject out first
-        backend_nft.commit(backend_nft.plan(installs(count + 1, vm7), []))
+        backend_nft.commit(backend_nft.plan(vm7_nics(count + 1, vm7), []))
         samples = {}
         for _ in range(runs):
             backend_nft.commit(backend_nft.plan([], [subject.chain]))

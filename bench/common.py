@@ -16,6 +16,30 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = os.environ.get("VNM_BENCH_PYTHON", "/usr/bin/python3")
 
 
+def vm7_nics(count, vm7):
+    """NicFirewalls of ``count`` NICs protected as vm7's fw NIC is (``vm7``: the fixture's
+    base64), VMs 1000 on, each its own tap: the other NICs of a scale benchmark."""
+    import copy
+
+    sys.path.insert(0, REPO)
+    from vnmlib.firewall import plan
+    from vnmlib.model.template import parse_vm
+
+    class Ctx:  # what firewall.plan reads
+        def __init__(self, vm):
+            self.vm = vm
+            self.conf = {"ipset_maxelem": 65536}
+
+    found = []
+    for vm_id in range(1000, 1000 + count):
+        vm = copy.copy(parse_vm(vm7))
+        vm.id = vm_id
+        nic = vm.nics[1]
+        nic.attrs = dict(nic.attrs, TARGET=f"one-{vm_id}-1")
+        found += plan(Ctx(vm), [nic], bridged=True)
+    return found
+
+
 def timed(argv, stdin=b"", before=None, env=None):
     if before:
         before()

@@ -20,18 +20,17 @@ import json
 import os
 import random
 import re
-import time
 
 import pytest
 
-from support.assertions import assert_ok, assert_one_error
+from support.assertions import assert_one_error
 from support.namespaces import Namespace
 from support.oned_input import b64, bridge_nic, vm_xml
 from support.paths import REPO
 from support.remotes import copy_tree
 
 import test_reliability as reliability
-from test_reliability import ARGS, BRIDGES, killed, run_script, script, vm
+from test_reliability import BRIDGES, run_script, script, vm
 
 pytestmark = pytest.mark.full_kernel
 
@@ -140,41 +139,4 @@ def snapshot(ns):
 
 def test_sigkill_at_any_point_then_rerun_converges(ns, monkeypatch):
     monkeypatch.setattr(reliability, "TREE", ns.tree)  # killed() runs the nft tree
-    stdin, tap = vm(5, "cbr0"), "one-5-0"
-
-    def prepare(action):
-        if action in ("post", "clean"):
-            assert_ok(ns.run("fw", "pre", stdin=stdin))
-            ns.add_tap(tap, "cbr0")
-            if action == "clean":
-                assert_ok(ns.run("fw", "post", *ARGS["post"], stdin=stdin))
-                ns.ip("link", "del", tap)
-
-    def finish(action):
-        if tap in ns.links():
-            ns.ip("link", "del", tap)
-        if action != "clean":
-            assert_ok(ns.run("fw", "clean", *ARGS["clean"], stdin=stdin))
-        assert snapshot(ns) == baseline
-
-    # one undisturbed life: what pre and post give, how long each action takes
-    baseline, expected, duration = snapshot(ns), {}, {}
-    for action in ("pre", "post", "clean"):
-        if action == "post":
-            ns.add_tap(tap, "cbr0")
-        elif action == "clean":
-            ns.ip("link", "del", tap)
-        start = time.monotonic()
-        assert_ok(ns.run("fw", action, *ARGS[action], stdin=stdin))
-        duration[action] = time.monotonic() - start
-        expected[action] = snapshot(ns)
-    assert expected["clean"] == baseline
-    rng = random.Random(11)
-    for trial in range(3):
-        action = ("pre", "post", "clean")[trial]
-        prepare(action)
-        killed(ns, action, stdin, rng.uniform(0, duration[action] * 1.2))
-        done = ns.run("fw", action, *ARGS[action], stdin=stdin)
-        assert done.returncode == 0, f"trial {trial} {action}: {done.stderr.decode()}"
-        assert snapshot(ns) == expected[action], f"trial {trial}: {action} did not converge"
-        finish(action)
+    reliability.sigkill_then_rerun(ns, vm(5, "cbr0"), "one-5-0", snapshot, 3)

@@ -139,9 +139,10 @@ def killed(ns, action, stdin, delay):
     proc.wait()
 
 
-def test_sigkill_at_any_point_then_rerun_converges(ns):
-    stdin, tap = vm(5, "cbr0"), "one-5-0"
-    baseline = None
+def sigkill_then_rerun(ns, stdin, tap, state, trials):
+    """pre, post and clean of ``stdin``'s VM (its NIC's tap ``tap`` on cbr0), each killed
+    with SIGKILL at a random point ``trials`` times in turn, then run again: the host's
+    ``state(ns)`` is then what the undisturbed action gives."""
 
     def prepare(action):
         """The host as it is when oned runs ``action``."""
@@ -158,12 +159,12 @@ def test_sigkill_at_any_point_then_rerun_converges(ns):
             ns.ip("link", "del", tap)
         if action != "clean":
             assert_ok(ns.run("fw", "clean", *ARGS["clean"], stdin=stdin))
-        assert snapshot(ns) == baseline
+        assert state(ns) == baseline
 
-    # one whole life first: the global opennebula chain it creates stays for good
+    # one whole life first: the global chains it creates stay for good
     prepare("clean")
     assert_ok(ns.run("fw", "clean", *ARGS["clean"], stdin=stdin))
-    baseline = snapshot(ns)
+    baseline = state(ns)
     # what each action gives undisturbed, and how long it takes
     expected, duration = {}, {}
     for action in ("pre", "post", "clean"):
@@ -171,20 +172,22 @@ def test_sigkill_at_any_point_then_rerun_converges(ns):
         start = time.monotonic()
         assert_ok(ns.run("fw", action, *ARGS[action], stdin=stdin))
         duration[action] = time.monotonic() - start
-        expected[action] = snapshot(ns)
+        expected[action] = state(ns)
         finish(action)
 
     rng = random.Random(11)
-    trials = 200 if LONG else 12
     for trial in range(trials):
         action = ("pre", "post", "clean")[trial % 3]
         prepare(action)
         killed(ns, action, stdin, rng.uniform(0, duration[action] * 1.2))
         done = ns.run("fw", action, *ARGS[action], stdin=stdin)
         assert done.returncode == 0, f"trial {trial} {action}: {done.stderr.decode()}"
-        assert snapshot(ns) == expected[action], f"trial {trial}: {action} did not converge"
+        assert state(ns) == expected[action], f"trial {trial}: {action} did not converge"
         finish(action)
 
+
+def test_sigkill_at_any_point_then_rerun_converges(ns):
+    sigkill_then_rerun(ns, vm(5, "cbr0"), "one-5-0", snapshot, 200 if LONG else 12)
 
 
 def test_namespace_guard_still_refuses_a_foreign_sysfs(ns):
