@@ -102,3 +102,18 @@ def test_every_set_is_declared_flushed_and_filled_whether_known_or_not():
     assert script[first + 1] == f"flush set bridge vnm {name}"
     assert script[first + 2].startswith(f"add set bridge vnm {name} {{ type ipv4_addr; "
                                         "elements = {")
+
+
+def test_the_wire_guards_go_in_the_tables_own_transaction(monkeypatch):
+    """One libnftables run for guards and table (nft fetches its cache once per run)."""
+    nf = build(VM7, 1)
+    sent = []
+    monkeypatch.setattr(backend_nft, "run", lambda script, **_: sent.append(script) or
+                        (True, "", ""))
+    monkeypatch.setattr(backend_nft, "read_state", lambda: nft_render.TableState())
+    guards = "table netdev one-7-1\ndelete table netdev one-7-1\n"
+    backend_nft.commit(backend_nft.plan([nf], []), guards)
+    assert len(sent) == 1 and sent[0].startswith(guards) and "add table bridge vnm" in sent[0]
+    # a removal from a host without the table: the guards' removal alone
+    backend_nft.commit(backend_nft.plan([], ["one-9-0"]), guards)
+    assert sent[1:] == [guards]

@@ -182,20 +182,33 @@ class ProtectionChange(steps.Step):
 
         install, remove = self.install, self.remove
         guards = [nf.guard for nf in install if nf.guard]
-        added = l2guard.missing(guards) if self.early and guards else []
+        absent = [g for g in guards if not sysfs.exists(g.tap)]
         with recency.recorded(install, remove, self.started or recency.now(), self.digests):
-            # the wire guard first and gone last: never chains without it
-            l2guard.apply(install=guards, absent=[g for g in guards if not sysfs.exists(g.tap)])
-            try:
-                commit.run(self.backend, self.changes, self.snapshots, install, remove,
-                           self.existing, self.stale, self.ctx.log)
-            except BaseException:
-                # the commit put the rules back as they were: the guards too
-                l2guard.apply(remove=[g.table for g in added])
-                raise
-        l2guard.apply(remove=remove)
+            if getattr(self.backend, "NATIVE", False) and not absent:
+                # nft: the wire guards go in the table's own transaction, so they and the
+                # chains go in together and nft 1.0.6 fetches its cache once: it fetches
+                # every table's chains and sets for each (0.14 s under QEMU at 1,000 NICs)
+                commit.run(self.backend, self.changes, None, install, remove, None, [],
+                           self.ctx.log, guards=l2guard.render(guards, remove))
+            else:
+                self._guarded_commit(commit, guards, absent)
+                l2guard.apply(remove=remove)
         # under the lock: a later update's wider rules must not be cut by ours
         conntrack_cut.after_commit(self.ctx, install, remove)
+
+    def _guarded_commit(self, commit, guards, absent):
+        """The guards, then the commit: the wire guard first and gone last, never chains
+        without it. A guard whose tap is ``absent`` may go in its interim table
+        (:func:`.l2guard.apply`), which needs its own transaction."""
+        added = l2guard.missing(guards) if self.early and guards else []
+        l2guard.apply(install=guards, absent=absent)
+        try:
+            commit.run(self.backend, self.changes, self.snapshots, self.install, self.remove,
+                       self.existing, self.stale, self.ctx.log)
+        except BaseException:
+            # the commit put the rules back as they were: the guards too
+            l2guard.apply(remove=[g.table for g in added])
+            raise
 
     def describe(self):
         lines = []

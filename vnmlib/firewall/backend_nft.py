@@ -125,10 +125,13 @@ def plan(install, remove):
     return Plan(read_state(), install, remove, False)
 
 
-def commit(planned):
-    """Apply one planned transaction; it goes in whole or not at all. One planned from
-    footprints that the kernel refuses is planned again from the whole table."""
+def commit(planned, guards=""):
+    """Apply one planned transaction, with ``guards`` (the wire guards' nft text) in it;
+    it goes in whole or not at all. One planned from footprints that the kernel refuses
+    is planned again from the whole table."""
     if not planned.script:
+        if guards:
+            _send(guards)
         nft_footprint.forget(planned.remove)  # nothing of these NICs in the table
         return
     wanted = {nf.chain: nft_footprint.wanted(nf, nft_render.dispatch_of(nf))
@@ -136,18 +139,29 @@ def commit(planned):
     # before: old and new names, so an interrupted commit leaves no object unnamed
     nft_footprint.save({base: nft_footprint.union(nft_footprint.of(base), footprint)
                         for base, footprint in wanted.items()})
-    ok, _, err = run(planned.script)
+    ok, _, err = run(guards + planned.script)
     if not ok and planned.scoped:
         nft_footprint.drop_table()
         planned = Plan(read_state(), planned.install, planned.remove, False)
-        ok, _, err = run(planned.script)
+        ok, _, err = run(guards + planned.script)
     if not ok:
-        # what a kernel without nf_conntrack_bridge / nft_meta_bridge answers
-        hint = ("; vnm doctor checks the kernel's bridge-family support"
-                if "Protocol error" in err or "Operation not supported" in err else "")
-        raise VnmError(f"applying the nft table {FAMILY} {TABLE}: {_first_error(err)} "
-                       f"(nothing changed{hint})")
+        _refused(err, guards)
     _record(planned, wanted)
+
+
+def _send(guards):
+    ok, _, err = run(guards)
+    if not ok:
+        _refused(err, guards)
+
+
+def _refused(err, guards):
+    # what a kernel without nf_conntrack_bridge / nft_meta_bridge answers
+    hint = ("; vnm doctor checks the kernel's bridge-family support"
+            if "Protocol error" in err or "Operation not supported" in err else "")
+    what = " and the wire guards" if guards else ""
+    raise VnmError(f"applying the nft table {FAMILY} {TABLE}{what}: {_first_error(err)} "
+                   f"(nothing changed{hint})")
 
 
 def _record(planned, wanted):

@@ -21,14 +21,15 @@ from vnmlib.errors import OutcomeUnknown, VnmError
 from vnmlib.firewall import ipsets, transaction
 
 
-def run(backend, changes, snapshots, install, remove, existing, stale, log):
+def run(backend, changes, snapshots, install, remove, existing, stale, log, guards=""):
     """Apply ``changes`` ({family: ops}) with the sets of ``install``; see the module.
 
     A native backend (nft) gets ``changes`` as its one planned transaction, sets and both
-    families together: it goes in whole or not at all, so nothing is rolled back here.
+    families together (with ``guards``, the wire guards' nft text, when given): it goes
+    in whole or not at all, so nothing is rolled back here.
     """
     if getattr(backend, "NATIVE", False):
-        backend.commit(changes)
+        backend.commit(changes, guards)
         return
     staged = ipsets.stage(install, existing, log)
     try:
