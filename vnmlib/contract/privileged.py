@@ -35,6 +35,10 @@ from vnmlib.errors import InputError, VnmError
 HELPER_PATHS = ("/usr/sbin/vnm-action", "/usr/local/sbin/vnm-action")
 MAGIC = b"vnm-action/1"
 MAX_CONF_BYTES = 1024 * 1024  # a conf file is a few kB; bounds what root reads
+# root's own PATH for the tools the helper runs (Debian's sudo secure_path)
+ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# what vnm reads from its environment that names a path root would write or use
+_CALLERS_PATHS = ("VNM_RUN_DIR", "VNM_VHOST_DIR", "VNM_SUDO_HELPER")
 
 
 class Sent:
@@ -159,6 +163,11 @@ def helper_main(argv=None):
             raise VnmError("usage: vnm-action DRIVER ACTION [ARGS...] (a frame on stdin)")
         if os.geteuid() != 0:
             raise VnmError("vnm-action must run as root (through sudo)")
+        # sudo's env_reset already leaves root's environment; a sudoers that keeps the
+        # caller's (!env_reset, env_keep) must still not let it pick root's tools or paths
+        os.environ["PATH"] = ROOT_PATH
+        for name in _CALLERS_PATHS:
+            os.environ.pop(name, None)
         driver, args = argv[0], argv[2:]
         handler = privileged_handler(driver, action)
         check_argv(action, args)

@@ -257,3 +257,40 @@ def test_every_driver_and_action_through_the_helper(ns, oneadmin):
                 assert_ok(direct)
             seen += 1
     assert seen >= 8 * 7
+
+
+@pytest.mark.parametrize("keeps_env", [False, True])
+def test_the_callers_path_and_run_directory_do_not_reach_the_helper(ns, oneadmin, keeps_env):
+    """The tools the root side runs (process.which: iptables-restore, ipset, nft) and
+    the records it writes are found from root's environment: the caller's PATH, with
+    stand-ins of those tools first, and a VNM_RUN_DIR of its own are not carried in,
+    by sudo's env_reset nor, with a sudoers that keeps the caller's environment, by
+    the helper (it sets root's PATH and drops vnm's path variables itself)."""
+    base, sudoers = oneadmin
+    tree, helper = install(base, sudoers)
+    if keeps_env:
+        with open(sudoers, "a", encoding="ascii") as handle:
+            handle.write(f"Defaults:{USER} !env_reset, !secure_path\n")
+        subprocess.run(["visudo", "-c", "-f", sudoers], check=True, capture_output=True)
+    user = pwd.getpwnam(USER)
+    bin_dir, run_dir = os.path.join(base, "userbin"), os.path.join(base, "userrun")
+    marker = os.path.join(base, "ran-as")
+    for path in (bin_dir, run_dir):
+        os.mkdir(path)
+        os.chown(path, user.pw_uid, user.pw_gid)
+    for tool in ("iptables-restore", "ip6tables-restore", "iptables", "ipset", "nft", "ip"):
+        write_user_file(os.path.join(bin_dir, tool),
+                        f"#!/bin/sh\nid -u > {marker}\nexit 1\n", 0o755)
+    stdin = frame(b64(vm_xml(43, [bridge_nic(43, 0, "pathbr", None, VN_MAD="fw",
+                                             IP="10.43.0.43")])), None, None)
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns.name, "sudo", "-u", USER, "env",
+         f"PATH={bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin", f"VNM_RUN_DIR={run_dir}",
+         "sudo", "-n", helper, "fw", "pre"], input=stdin, capture_output=True, check=False)
+    assert_ok(done)
+    assert not os.path.exists(marker)
+    assert os.listdir(run_dir) == []
+    assert "one-43-0-i" in ns.exec("iptables", "-w", "-S")
+    assert_ok(subprocess.run(
+        ["ip", "netns", "exec", ns.name, "sudo", "-u", USER, "sudo", "-n", helper, "fw",
+         "clean", "h"], input=stdin, capture_output=True, check=False))
