@@ -170,8 +170,10 @@ def _record(planned, wanted):
     routed = "output" in state.chains or any(not nf.bridged for nf in planned.install)
     nft_footprint.save(wanted)
     nft_footprint.forget(planned.remove)
-    if planned.scoped or nft_footprint.table() is not None:
-        nft_footprint.table_routed(routed)
+    recorded = nft_footprint.table()
+    if recorded is not None:
+        if recorded != {"routed": routed}:  # the first routed NIC made the output hook
+            nft_footprint.table_routed(routed)
         return
     bases = {c[:-2] for c in state.chains if c.startswith("one-") and c.endswith(("-i", "-o"))}
     bases -= set(wanted) | set(planned.remove)
