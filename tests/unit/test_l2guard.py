@@ -25,7 +25,7 @@ def text(wire_guard):
 def test_no_filters_still_admits_only_untagged_ip_arp_rarp():
     body = text(guard())
     assert "ether saddr" not in body and "arp saddr" not in body
-    assert "chain tagged" not in body and "8021q" not in body
+    assert " tagged " not in body and "8021q" not in body
     assert "ether type vmap { ip : jump ipv4, ip6 : jump ipv6, arp : jump arp_check, " \
            "0x8035 : jump rarp_check }" in body
     assert 'hook ingress device "one-30-0" priority 0; policy drop;' in body
@@ -61,21 +61,39 @@ def test_render_replaces_and_removes_idempotently():
                          "table bridge one-30-0", "delete table bridge one-30-0",
                          "table netdev one-9-1", "delete table netdev one-9-1",
                          "table bridge one-9-1", "delete table bridge one-9-1"]
-    assert lines[8] == "table netdev one-30-0 {"
+    assert lines[8] == "add table netdev one-30-0"
     assert render() == ""
+
+
+def test_a_table_known_absent_is_only_added_chain_by_chain():
+    """nft 1.0.6 fetches every chain and set of every table before a ``delete`` or a
+    table block; a new guard is written with ``add`` commands alone, each chain with its
+    rules, jump targets first."""
+    wire = guard(VLAN_TAGGED_ID="100")
+    wire.mac_limit = 8
+    lines = render([wire], fresh={"one-30-0"}).splitlines()
+    assert lines[:2] == ["add table netdev one-30-0",
+                         "add set netdev one-30-0 learned { type ether_addr; size 8; "
+                         "flags dynamic,timeout; timeout 300s; }"]
+    assert [line.split(" ")[4] for line in lines[2:]] == \
+        ["arp_check", "rarp_check", "nd_check", "ipv4", "ipv6", "tagged", "ingress"]
+    assert all(line.startswith("add chain netdev one-30-0 ") for line in lines[2:])
+    assert lines[-1].startswith('add chain netdev one-30-0 ingress { comment "vnm: what '
+                                'one-30-0 may send"; type filter hook ingress device '
+                                '"one-30-0" priority 0; policy drop; ')
 
 
 def test_before_the_tap_exists_the_interim_guard_matches_it_by_name():
     wire = guard(FILTER_MAC_SPOOFING="YES")
     wire.before_tap = True
     body = text(wire)
-    assert body.startswith("table bridge one-30-0 {")
+    assert body.startswith("add table bridge one-30-0")
     assert "type filter hook prerouting priority -200; policy accept;" in body
     assert 'iifname != "one-30-0" accept' in body
     assert "hook ingress" not in body
     # the same checks follow, and anything else the tap sends is dropped
     wire.before_tap = False
-    assert body.split('iifname != "one-30-0" accept')[1] == \
+    assert body.split('iifname != "one-30-0" accept;')[1] == \
         text(wire).split("policy drop;")[1]
 
 

@@ -257,6 +257,24 @@ def test_doctor_flags_a_bridge_a_router_advertisement_configures(ns):
     assert "bridge vnmbr IPv6" not in rows
 
 
+def test_a_guard_table_is_fresh_only_when_in_neither_family(ns):
+    """l2guard.fresh, which lets a new guard be only added (nft fetches nothing first),
+    asks the kernel by a dry-run ``create``: a table in the netdev family or the interim
+    bridge one is not fresh, and the dry run creates nothing."""
+    ns.exec("nft", "add", "table", "netdev", "one-1-0")
+    ns.exec("nft", "add", "table", "bridge", "one-2-0")
+    tables = ns.exec("nft", "list", "tables")
+    code = ("import sys, types\nfrom vnmlib.firewall import l2guard\n"
+            "print(' '.join(sorted(l2guard.fresh(types.SimpleNamespace(table=t)\n"
+            "                                    for t in sys.argv[1:]))))")
+    done = subprocess.run(["ip", "netns", "exec", ns.name, PYTHON, "-c", code, "one-1-0",
+                           "one-2-0", "one-3-0"], capture_output=True, text=True, check=False,
+                          env=dict(os.environ, PYTHONPATH=REPO))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["one-3-0"]
+    assert ns.exec("nft", "list", "tables") == tables
+
+
 def conntrack_entries(site, source):
     """Connection-tracking entries of the host namespace started from ``source``."""
     lines = site.host.exec("cat", "/proc/net/nf_conntrack").splitlines()
