@@ -1,5 +1,7 @@
 """The nft backend's renderer (no root): layout's rules and ipsets as one transaction of
-``table bridge vnm``, sets made disjoint, and what an update deletes and keeps."""
+``table bridge vnm``, sets made disjoint and put in their rules, the commands a protection
+uses (none that makes nft 1.0.6 fetch the other NICs' objects first), and what an update
+deletes and keeps."""
 
 import ipaddress
 
@@ -60,17 +62,37 @@ def test_rules_translate_one_by_one(family, tokens, expected):
 
 
 def test_set_matches_follow_direction_and_type():
+    """A set is anonymous, in its rule, which carries the ipset's name as its comment."""
     sets = {"s-n": IpSet("s-n", "hash:net", 4), "s-nr": IpSet("s-nr", "hash:net,port", 6),
             "s-ni": IpSet("s-ni", "hash:net,port", 4), "sp": IpSet("sp", "hash:ip", 4)}
+    for ipset, members in (("s-n", ["10.0.0.0/24", "10.0.0.128/25", "192.0.2.0/24"]),
+                           ("s-nr", ["2001:db8::/64,tcp:22", "2001:db8::/64,tcp:80-90"]),
+                           ("s-ni", ["10.0.0.0/8,icmp:8/0"]),
+                           ("sp", ["10.0.1.5", "10.0.1.6"])):
+        sets[ipset].members.update(dict.fromkeys(members))
     rule = nft_render.rule
     assert rule(4, ("-p", "tcp", "-m", "set", "--match-set", "s-n", "src", "-j", "RETURN"),
-                sets) == "meta protocol ip meta l4proto tcp ip saddr @s-n return"
+                sets) == ('meta protocol ip meta l4proto tcp ip saddr { 10.0.0.0/24, '
+                          '192.0.2.0/24 } return comment "s-n"')
     assert rule(6, ("-m", "set", "--match-set", "s-nr", "dst,dst", "-j", "RETURN"), sets) == \
-        "meta protocol ip6 ip6 daddr . meta l4proto . th dport @s-nr return"
+        ('meta protocol ip6 ip6 daddr . meta l4proto . th dport { 2001:db8::/64 . tcp . 22, '
+         '2001:db8::/64 . tcp . 80-90 } return comment "s-nr"')
     assert rule(4, ("-m", "set", "--match-set", "s-ni", "src,dst", "-j", "RETURN"), sets) == \
-        "meta protocol ip ip saddr . icmp type . icmp code @s-ni return"
+        ('meta protocol ip ip saddr . icmp type . icmp code { 10.0.0.0/8 . 8 . 0 } return '
+         'comment "s-ni"')
     assert rule(4, ("-m", "set", "!", "--match-set", "sp", "src", "-j", "DROP"), sets) == \
-        "meta protocol ip ip saddr != @sp drop"
+        'meta protocol ip ip saddr != { 10.0.1.5, 10.0.1.6 } drop comment "sp"'
+
+
+def test_an_empty_set_matches_nothing_and_negated_everything():
+    """nft has no empty anonymous set: a rule matching an empty ipset is left out (no
+    packet is in it), and one matching outside it keeps its other matches (every
+    packet is): a NIC without IPv6 addresses drops all its IPv6, as with ipsets."""
+    sets = {"e": IpSet("e", "hash:net", 4), "sp6": IpSet("sp6", "hash:ip", 6)}
+    assert nft_render.rule(4, ("-p", "tcp", "-m", "set", "--match-set", "e", "src",
+                               "-j", "RETURN"), sets) is None
+    assert nft_render.rule(6, ("-m", "set", "!", "--match-set", "sp6", "src", "-j", "DROP"),
+                           sets) == 'meta protocol ip6 drop comment "sp6"'
 
 
 def test_unknown_tokens_are_a_programming_error_not_a_silent_rule():
@@ -113,24 +135,54 @@ def test_overlapping_networks_and_ports_become_disjoint_elements():
     assert nft_render.set_elements(icmp) == ["10.0.0.0/24 . 3 . 0", "10.0.0.0/24 . 3 . 1"]
 
 
+# commands for which nft 1.0.6 fetches no chain or set of the table before the
+# transaction: a protection uses only these (the others' objects are not read)
+DECLARING = ("add table ", "add map ", "add chain ", "flush chain ")
+
+
+def chain_declaration(script, chain):
+    """The rules of ``chain``'s declaration with rules in ``script``."""
+    head = f"add chain bridge vnm {chain} {{ "
+    found = [line[len(head):-len("; }")].split("; ") for line in script
+             if line.startswith(head)]
+    assert len(found) == 1, found
+    return found[0]
+
+
 def test_first_protection_creates_the_table_and_dispatches_last():
     nf = build(VM7, 1)
     script = lines(nft_render.render(TableState(), [nf]))
     assert script[0] == "add table bridge vnm"
-    assert "add rule bridge vnm opennebula accept" in script
+    assert chain_declaration(script, "opennebula") == \
+        ["oifname vmap @nic_in", "iifname vmap @nic_out", "accept"]
     assert script[-2:] == [dispatch(MAP_IN, nf.tap, nf.chain_in),
                            dispatch(MAP_OUT, nf.tap, nf.chain_out)]
+    assert all(line.startswith(DECLARING) for line in script), \
+        [line for line in script if not line.startswith(DECLARING)]
+    # each set in the rule matching it, named by the rule's comment
+    out = chain_declaration(script, nf.chain_out)
+    assert 'meta protocol ip ip saddr != { 10.0.1.5, 10.0.1.6 } drop ' \
+        'comment "one-7-1-ip-spoofing"' in out
     for ipset in nf.sets:
-        assert any(line.startswith(f"add set bridge vnm {ipset} ") for line in script)
-    # a set's members are in its declaration (no "add element": see nft_render)
-    assert "add set bridge vnm one-7-1-ip-spoofing { type ipv4_addr; elements = { " \
-        "10.0.1.5, 10.0.1.6 }; }" in script
-    assert not any(line.startswith("add element") for line in script)
+        assert any(f'comment "{ipset}"' in line for line in script) or \
+            not nf.sets[ipset].members, ipset
     # each chain: both families, each ending in its own DROP, conntrack first
-    chain_rules = [line.split(" ", 5)[5] for line in script
-                   if line.startswith(f"add rule bridge vnm {nf.chain_in} ")]
-    ip4 = [r for r in chain_rules if r.startswith("meta protocol ip ")]
+    ip4 = [r for r in chain_declaration(script, nf.chain_in)
+           if r.startswith("meta protocol ip ")]
     assert ip4[0].endswith("ct state established,related return") and ip4[-1].endswith(" drop")
+
+
+def test_an_update_from_footprints_declares_only():
+    """What an update of a NIC the footprints know sends: its chains flushed and
+    declared with their rules, its dispatch declared; nothing deleted."""
+    nf = build(VM7, 1)
+    state = TableState(True, ["opennebula"], [], {MAP_IN: {nf.tap: nf.chain_in},
+                                                  MAP_OUT: {nf.tap: nf.chain_out}})
+    script = lines(nft_render.render(state, [nf]))
+    assert all(line.startswith(DECLARING) for line in script)
+    assert script.index(f"flush chain bridge vnm {nf.chain_in}") < \
+        script.index(next(line for line in script if line.startswith(
+            f"add chain bridge vnm {nf.chain_in} {{")))
 
 
 def test_update_replaces_only_the_nics_own_things():
@@ -145,9 +197,11 @@ def test_update_replaces_only_the_nics_own_things():
     # the dispatch is already as wanted: kept, the chains refilled in the same transaction
     assert not any("element bridge vnm nic_" in line for line in script)
     assert not any("one-99-0" in line for line in script)
-    # a group the NIC left: its set goes, after the chains that matched it were flushed
-    assert script.index(f"delete set bridge vnm {nf.chain}-9-i-tcp-n-inet") > \
-        script.index(f"flush chain bridge vnm {nf.chain_in}")
+    # named sets (an older vnm's): they go, after the chains that matched them were
+    # flushed; another NIC's stays
+    for old in [*nf.sets, f"{nf.chain}-9-i-tcp-n-inet"]:
+        assert script.index(f"delete set bridge vnm {old}") > \
+            script.index(f"flush chain bridge vnm {nf.chain_in}")
 
 
 def test_clean_removes_chains_sets_and_dispatch():
@@ -180,7 +234,7 @@ def test_a_routed_nic_is_dispatched_by_its_tap_on_the_output_hook_too():
     routed = NicFirewall(VM7, nic, [], nic_groups(nic, groups), DEFAULTS["ipset_maxelem"],
                          False, VM7.tap_name(nic))
     script = lines(nft_render.render(TableState(), [routed]))
-    assert "add rule bridge vnm output oifname vmap @routed_in" in script
+    assert chain_declaration(script, "output")[-1] == "oifname vmap @routed_in"
     for map_name, chain in ((MAP_IN, routed.chain_in), (MAP_OUT, routed.chain_out),
                             (MAP_ROUTED, routed.chain_in)):
         assert dispatch(map_name, routed.tap, chain) in script

@@ -87,11 +87,12 @@ def read_state():
 
 def _scoped_state(install, routed):
     """The table as far as ``install`` (NicFirewalls) is concerned, from their
-    footprints: their sets, and the taps that dispatched to their chains.
+    footprints: the taps that dispatched to their chains, their named sets (an older
+    vnm's).
 
     Nothing is asked of the kernel: nft 1.0.6 answers a ``get element`` of a missing
     key by fetching the whole table (5 s under QEMU with 1,000 NICs). The transaction
-    declares each wanted dispatch and set whether the record says it is there or not,
+    declares each wanted dispatch and chain whether the record says it is there or not,
     and deletes what the record names; a record the table does not match makes the
     kernel refuse it, and :func:`commit` plans it again from the whole table."""
     dispatch = {m: {} for m in ((MAP_IN, MAP_OUT, MAP_ROUTED) if routed else (MAP_IN, MAP_OUT))}
@@ -253,7 +254,8 @@ def list_tables(families=(4, 6)):
 
 
 def list_sets():
-    """The names of the table's sets (the NICs' ipsets' counterparts)."""
+    """The names of the table's named sets: none of vnm's (its rules carry their sets),
+    so only an older vnm's, which ``vnm gc`` reports."""
     return [i["set"]["name"] for i in _listing() if "set" in i]
 
 

@@ -3,15 +3,17 @@
 Listing the table's chains, sets and dispatch maps grows with every NIC the
 host protects (nft 1.0.6 fetches all of them: 0.5 s under QEMU at 1,000 NICs,
 most of a ``post``). An update needs only its NICs' objects, so after every
-commit vnm records each NIC's *footprint*: its sets' names and the taps that
-dispatch to its chains (``<run>/nft-footprint/<netns>/one-<vm>-<nic>``). A
-``table`` record says every NIC of the table has one (written when vnm reads
-the table whole: at its bootstrap, or adopting a table an older vnm made).
+commit vnm records each NIC's *footprint*: the taps that dispatch to its chains
+and its named sets (``<run>/nft-footprint/<netns>/one-<vm>-<nic>``; vnm's
+rules carry their sets in them now, so only a table an older vnm wrote has
+named ones, deleted by the NIC's next update). A ``table`` record says every
+NIC of the table has one (written when vnm reads the table whole: at its
+bootstrap, or adopting a table an older vnm made).
 
 The records are never taken for the kernel's state where it matters: a NIC's
-dispatch and sets are declared (sets flushed and refilled) whether recorded or
-not, so an element or set gone behind vnm's back is back and one it does not
-know keeps no old member; only deletions follow the records, and a transaction
+dispatch is declared and its chains flushed and declared with their rules
+whether recorded or not, so an element gone behind vnm's back is back and a
+rule vnm does not know is gone; only deletions follow the records, and a transaction
 planned from records the table does not match (the kernel refuses it) is
 planned again from the whole table (:func:`.backend_nft.commit`). A record is
 written before its commit as the union of the old and new footprints and
@@ -76,7 +78,7 @@ def known(base):
 
 
 def of(base):
-    """{"sets": [names], "taps": {map: [taps]}} of NIC ``base``; empty when unknown."""
+    """{"sets": [named sets], "taps": {map: [taps]}} of NIC ``base``; empty when unknown."""
     found = _read(base) or {}
     sets = [s for s in found.get("sets", ()) if isinstance(s, str)]
     taps = {m: [t for t in ts if isinstance(t, str)]
@@ -85,12 +87,12 @@ def of(base):
 
 
 def wanted(nf, dispatch):
-    """The footprint ``nf`` (a NicFirewall) has once committed; ``dispatch``: its
-    [(map, chain)] (:func:`.nft_render.dispatch_of`)."""
+    """The footprint ``nf`` (a NicFirewall) has once committed (no named set: its sets
+    are in its rules); ``dispatch``: its [(map, chain)] (:func:`.nft_render.dispatch_of`)."""
     taps = {}
     for map_name, _chain in dispatch:
         taps.setdefault(map_name, []).append(nf.tap)
-    return {"sets": sorted(nf.sets), "taps": taps}
+    return {"sets": [], "taps": taps}
 
 
 def union(old, new):

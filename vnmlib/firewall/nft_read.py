@@ -64,12 +64,14 @@ def base_chains(hook):
 
 
 def chain_rules(table, chain):
-    """[(handle, [expression…])] of ``chain`` in ``table bridge <table>``, or None when
-    the chain does not exist."""
+    """[(handle, [expression…], comment or None)] of ``chain`` in ``table bridge
+    <table>``, or None when the chain does not exist. vnm's rules that match a set
+    carry its ipset's name as their comment."""
     items = _list(f"chain {FAMILY} {checked(table)} {checked(chain)}")
     if items is None:
         return None
-    return [(i["rule"].get("handle"), i["rule"].get("expr", [])) for i in items if "rule" in i]
+    return [(i["rule"].get("handle"), i["rule"].get("expr", []), i["rule"].get("comment"))
+            for i in items if "rule" in i]
 
 
 def set_of(table, name):

@@ -22,15 +22,14 @@ Results: ``enforced``; ``off`` (not configured for this NIC, e.g. no
 through); ``FAIL`` (the rules allow a packet that is not delivered); ``not
 run`` with the reason. Open vSwitch NICs are checked by ``ofproto/trace``
 (evaluated only). With ``:firewall_backend: nft`` the same checks read vnm's
-bridge table: its chains walked by :mod:`vnmlib.ops.why.nft_walk`, its sets'
-elements as nft lists them.
+bridge table: its chains walked by :mod:`vnmlib.ops.why.nft_walk`, the NIC's
+own addresses from the anti-spoofing rule (its set in it) as nft lists it.
 """
 
 import ipaddress
 import json
 
 from vnmlib.errors import VnmError
-from vnmlib.firewall import nft_read
 from vnmlib.firewall.layout import GLOBAL_CHAIN
 from vnmlib.firewall.nft_render import TABLE
 from vnmlib.host import process
@@ -73,19 +72,28 @@ def guard_text(base):
     return result.stdout if result.ok else None
 
 
-def nft_set_members(name):
-    """The addresses in vnm's nft set ``name`` (empty when it does not exist)."""
-    try:
-        _, elements = nft_read.set_of(TABLE, name)
-    except nft_read.Unreadable:
-        return []
-    return sorted((e for e in elements if isinstance(e, str)), key=ipaddress.ip_address)
+def nft_spoofing(rules, name):
+    """(filtered, addresses) of the NIC's anti-spoofing rule in its ``-o`` chain's nft
+    ``rules``: the one commented ``name`` (the ipset it stands for), whose set is the
+    addresses the NIC may send from (none: the family is dropped whole)."""
+    for _, exprs, comment in rules or ():
+        if comment != name:
+            continue
+        found = []
+        for expr in exprs:
+            body = expr.get("match") or {}
+            if body.get("op") != "!=" or "payload" not in (body.get("left") or {}):
+                continue
+            right = body.get("right")
+            found += right["set"] if isinstance(right, dict) and "set" in right else [right]
+        return True, sorted((a for a in found if isinstance(a, str)), key=ipaddress.ip_address)
+    return False, []
 
 
 def nft_dports(rules):
     """The TCP destination ports (a range's first) an nft chain's rules name."""
     ports = []
-    for _, exprs in rules or ():
+    for _, exprs, _ in rules or ():
         for expr in exprs:
             body = expr.get("match") or {}
             if (body.get("left") or {}).get("payload") != {"protocol": "tcp", "field": "dport"}:
@@ -105,27 +113,40 @@ class NicChecks:
     def __init__(self, backend, inv_nic, tables, ipset_names, path_problems):
         self.backend, self.inv_nic = backend, inv_nic
         self.native = getattr(backend, "NATIVE", False)
+        self._nft = why_nic.NftRules() if self.native else None  # each chain listed once
         self.path_problems = path_problems
         self.label = f"{inv_nic.vm_id}/{inv_nic.nic_id}"
         self.base = inv_nic.base
         self.tables, self.ipset_names = tables, ipset_names
-        members = nft_set_members if self.native else set_members
         if self.native:
             self.fnic = why_nic.find_nft_nic(inv_nic.vm_id, inv_nic.nic_id)
         else:
             self.fnic = why_nic.find_firewall_nic(backend, inv_nic.vm_id, inv_nic.nic_id)
         self.checks = []
-        self.own4 = members(f"{self.base}-ip-spoofing")
-        self.own6 = members(f"{self.base}-ip6-spoofing")
         self.guard = guard_text(self.base)
+        # {family: (anti-spoofing on, the NIC's own addresses)}
+        self.spoofing = {family: self._spoofing(f"{self.base}-{suffix}")
+                         for family, suffix in ((4, "ip-spoofing"), (6, "ip6-spoofing"))}
+        self.own4 = self.spoofing[4][1]
+        self.own6 = self.spoofing[6][1]
         # the only MAC the NIC may send from, when a MAC filter says so
         self.mac_filter = why_nic.guard_mac(self.base) or self._chain_mac()
         self.mac = self.mac_filter or self._learned_mac()
 
+    def _spoofing(self, name):
+        """(filtered, addresses) of ipset ``name``: its members, or the addresses of the
+        nft rule standing for it. Without that rule (deleted: nft has no set left to
+        show the filter was wanted) the wire guard's ARP sender check says it was."""
+        if self.native:
+            found, own = nft_spoofing(self._rules(f"{self.base}-o"), name)
+            return found or "arp saddr ip != " in (self.guard or ""), own
+        own = set_members(name)
+        return bool(own) or name in self.ipset_names, own
+
     def _rules(self, chain):
         """The NIC's chain as the backend lists it: nft's JSON rules, or iptables' tokens."""
         if self.native:
-            return why_nic.NftRules().rules_of(TABLE, chain)
+            return self._nft.rules_of(TABLE, chain)
         key = (4, "filter", chain)
         return self.backend.list_rules([key])[key]
 
@@ -165,8 +186,8 @@ class NicChecks:
             self.add("protection", "evaluated", "HOLE", f"{GLOBAL_CHAIN} has no jump naming "
                      "the NIC's tap: none of its rules applies")
             return self.checks
-        self._ip_spoofing(4, self.own4, "198.51.100.77", "192.0.2.1")
-        self._ip_spoofing(6, self.own6, "2001:db8:76:6e6d::77", "2001:db8::1")
+        self._ip_spoofing(4, "198.51.100.77", "192.0.2.1")
+        self._ip_spoofing(6, "2001:db8:76:6e6d::77", "2001:db8::1")
         self._mac_spoofing()
         self._arp()
         self._from_vm_only("router advertisement", 6,
@@ -178,10 +199,9 @@ class NicChecks:
             self._ports()
         return self.checks
 
-    def _ip_spoofing(self, family, own, spoofed, peer):
+    def _ip_spoofing(self, family, spoofed, peer):
         name = f"IPv{family} source spoofing"
-        if not own and f"{self.base}-ip{'' if family == 4 else '6'}-spoofing" \
-                not in self.ipset_names:
+        if not self.spoofing[family][0]:
             self.add(name, "evaluated", "off", "no anti-spoofing set (FILTER_IP_SPOOFING off)")
             return
         proto_packet = f"udp {spoofed}:40000 -> {peer}:53 out" if family == 4 else \

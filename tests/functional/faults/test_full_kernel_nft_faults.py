@@ -6,7 +6,7 @@ tools/qemu/run.sh).
   wire guard, nothing of the NIC in ``table bridge vnm``, no record.
 - test_reliability's torture (VMs living their lifecycles at once over shared
   bridges, ``update_sg`` storms included): no action fails, and the table holds
-  exactly the surviving VMs' chains, dispatch and sets.
+  exactly the surviving VMs' chains (their anti-spoofing addresses), dispatch and guards.
 - test_reliability's crash consistency: an action killed with SIGKILL at a random
   instant, run again, gives the undisturbed state; clean then leaves the table as
   it was.
@@ -69,9 +69,17 @@ def dispatch(ns, map_name):
             for key, verdict in item["map"].get("elem", [])}
 
 
-def set_members(ns, name):
-    out = json.loads(ns.exec("nft", "-j", "list", "set", "bridge", "vnm", name))
-    return {e for item in out["nftables"] if "set" in item for e in item["set"].get("elem", [])}
+def spoofing_addresses(ns, base):
+    """The addresses of NIC ``base``'s IPv4 anti-spoofing rule (the one its comment names
+    ``<base>-ip-spoofing``, its set in it: one address, nft lists a value)."""
+    out = json.loads(ns.exec("nft", "-j", "list", "chain", "bridge", "vnm", f"{base}-o"))
+    for item in out["nftables"]:
+        rule = item.get("rule") or {}
+        if rule.get("comment") == f"{base}-ip-spoofing":
+            rights = [e["match"]["right"] for e in rule["expr"]
+                      if "match" in e and e["match"]["op"] == "!="]
+            return {a for r in rights for a in (r["set"] if isinstance(r, dict) else [r])}
+    raise AssertionError(f"no anti-spoofing rule in {base}-o")
 
 
 def guard_tables(ns):
@@ -87,14 +95,15 @@ def records(ns):
 
 
 def test_a_pre_whose_nft_transaction_is_refused_leaves_nothing(ns):
-    """The NIC's anti-spoofing set planted with another type: the bridge is built and
-    the wire guard written before the kernel refuses the transaction; all is undone."""
+    """A base chain planted with the name of the NIC's inbound chain (the dispatch may
+    not jump to it): the bridge is built and the wire guard written before the kernel
+    refuses the transaction; all is undone."""
     stdin = b64(vm_xml(61, [bridge_nic(61, 0, "refbr", "uplink0", VN_MAD="fw", IP="10.62.0.61",
                                        SECURITY_GROUPS="7", FILTER_IP_SPOOFING="YES",
                                        FILTER_MAC_SPOOFING="YES")],
                        extra=reliability.RULES))
-    ns.exec("nft", "-f", "-", input=b"table bridge vnm {\n set one-61-0-ip-spoofing {\n"
-                                    b"  type ipv6_addr;\n }\n}\n")
+    ns.exec("nft", "-f", "-", input=b"add table bridge vnm\nadd chain bridge vnm one-61-0-i "
+                                    b"{ type filter hook forward priority 10; }\n")
     try:
         before = vnm_table(ns), guard_tables(ns), records(ns)
         done = ns.run("fw", "pre", stdin=stdin)
@@ -103,7 +112,7 @@ def test_a_pre_whose_nft_transaction_is_refused_leaves_nothing(ns):
         assert ns.links()["uplink0"]["master"] is None
         assert (vnm_table(ns), guard_tables(ns), records(ns)) == before
     finally:
-        ns.exec("nft", "delete", "set", "bridge", "vnm", "one-61-0-ip-spoofing")
+        ns.exec("nft", "delete", "chain", "bridge", "vnm", "one-61-0-i")
 
 
 def test_torture_mixed_actions_over_shared_bridges(ns):
@@ -123,7 +132,7 @@ def test_torture_mixed_actions_over_shared_bridges(ns):
     assert dispatch(ns, "nic_out") == {t: f"{t}-o" for t in taps}
     for vm_id in alive:
         assert f"chain one-{vm_id}-0-i " in table and f"chain one-{vm_id}-0-o " in table
-        assert set_members(ns, f"one-{vm_id}-0-ip-spoofing") == {f"10.70.0.{vm_id}"}
+        assert spoofing_addresses(ns, f"one-{vm_id}-0") == {f"10.70.0.{vm_id}"}
     for vm_id in dead:
         assert f"one-{vm_id}-0" not in table, vm_id
     assert guard_tables(ns) == sorted(f"table netdev one-{v}-0" for v in alive)

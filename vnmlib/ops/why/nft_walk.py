@@ -211,6 +211,8 @@ class _Walk:
                 found = member
             elif isinstance(right, dict) and "set" in right:
                 found = _in_elements(fields, right["set"])
+                # (vnm's own rules name the ipset the set stands for in their comment)
+                notes.append(f"{_shown(fields)} {'in' if found else 'not in'} the rule's set")
             elif op in ("<", ">", "<=", ">="):
                 kind, value = fields[0]()
                 limit = _number(kind, right)
@@ -265,8 +267,10 @@ class _Walk:
         rules = self.rules_of(table, chain)
         if rules is None:
             raise Undetermined(f"chain {chain} of table bridge {table} does not exist")
-        for number, (handle, exprs) in enumerate(rules, start=1):
+        for number, (handle, exprs, comment) in enumerate(rules, start=1):
             where = f"{table} {chain} rule {number} (handle {handle}): {text(exprs)}"
+            if comment:
+                where += f' comment "{comment}"'  # vnm's: the ipset the rule stands for
             try:
                 outcome = self._rule(table, exprs, where, depth)
             except _Placed:

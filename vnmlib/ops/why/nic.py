@@ -220,7 +220,7 @@ class NftRules:
 
 def nft_own_mac(rules):
     """The MAC the NIC's ``-o`` chain allows (``ether saddr != X … drop``), or None."""
-    for _, exprs in rules or ():
+    for _, exprs, _ in rules or ():
         for expr in exprs:
             body = expr.get("match") or {}
             if body.get("op") == "!=" and (body.get("left") or {}).get("payload") == \
