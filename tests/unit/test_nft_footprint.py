@@ -3,7 +3,7 @@ update of some NICs reads of ``table bridge vnm`` instead of the whole table."""
 
 import pytest
 
-from vnmlib.firewall import backend_nft, nft_footprint, nft_render
+from vnmlib.firewall import backend_nft, l2guard, nft_footprint, nft_render
 from vnmlib.firewall.nft_render import MAP_IN, MAP_OUT, MAP_ROUTED
 
 from test_nft_render import VM7, build, lines
@@ -18,15 +18,17 @@ def test_a_footprint_is_written_read_widened_and_forgotten():
     nf = build(VM7, 1)
     new = nft_footprint.wanted(nf, nft_render.dispatch_of(nf))
     # no named set: its sets are in its rules
-    assert new == {"sets": [], "taps": {MAP_IN: [nf.tap], MAP_OUT: [nf.tap]}}
+    assert new == {"sets": [], "taps": {MAP_IN: [nf.tap], MAP_OUT: [nf.tap]},
+                   "guard": "\n".join(nf.guard.script())}
     assert not nft_footprint.known(nf.chain)
-    assert nft_footprint.of(nf.chain) == {"sets": [], "taps": {}}
+    assert nft_footprint.of(nf.chain) == {"sets": [], "taps": {}, "guard": None}
     # an older vnm's record: named sets, another tap
     old = {"sets": ["one-7-1-9-i-tcp-n-inet"], "taps": {MAP_IN: ["vnet3"]}}
     nft_footprint.save({nf.chain: nft_footprint.union(old, new)})
     assert nft_footprint.of(nf.chain) == {
         "sets": ["one-7-1-9-i-tcp-n-inet"],
-        "taps": {MAP_IN: sorted(["vnet3", nf.tap]), MAP_OUT: [nf.tap]}}
+        "taps": {MAP_IN: sorted(["vnet3", nf.tap]), MAP_OUT: [nf.tap]},
+        "guard": None}  # which guard is in the kernel is not known while the commit goes in
     nft_footprint.forget([nf.chain, "one-99-0"])
     assert not nft_footprint.known(nf.chain)
 
@@ -94,7 +96,8 @@ def test_a_refused_scoped_transaction_is_planned_again_from_the_whole_table(monk
     # the whole table adopted: the other NIC's footprint from what was read
     assert nft_footprint.table() == {"routed": False}
     assert nft_footprint.of("one-8-0") == {"sets": ["one-8-0-ip-spoofing"],
-                                           "taps": {MAP_IN: ["one-8-0"], MAP_OUT: []}}
+                                           "taps": {MAP_IN: ["one-8-0"], MAP_OUT: []},
+                                           "guard": None}
     assert nft_footprint.of(nf.chain)["sets"] == []  # its sets are in its rules
 
 
@@ -111,3 +114,33 @@ def test_the_wire_guards_go_in_the_tables_own_transaction(monkeypatch):
     # a removal from a host without the table: the guards' removal alone
     backend_nft.commit(backend_nft.plan([], ["one-9-0"]), guards)
     assert sent[1:] == [guards]
+
+
+def test_a_guard_is_left_as_it_is_only_when_its_record_and_the_kernel_say_so(monkeypatch):
+    """An update's guard whose table is in the netdev family only and whose text its
+    footprint recorded is not in the transaction (rewriting it is a delete, for which
+    nft fetches every chain and set first); a new table is only added; any other, or one
+    whose existence the kernel would not tell, is deleted and written again."""
+    nf = build(VM7, 1)
+    guard, table = nf.guard, nf.guard.table
+    states = {}
+    monkeypatch.setattr(l2guard, "_exists", lambda family, name: states[family])
+    nft_footprint.save({table: nft_footprint.wanted(nf, nft_render.dispatch_of(nf))})
+
+    def script():
+        return backend_nft.guards_script([guard], [])
+
+    states.update(netdev=True, bridge=False)
+    assert script() == ""
+    states.update(netdev=False, bridge=True)  # pre's interim table: replaced
+    assert script().startswith(f"table netdev {table}\ndelete table netdev {table}\n")
+    states.update(netdev=False, bridge=False)
+    assert script().startswith(f"add table netdev {table}\n")
+    states.update(netdev=True, bridge=None)
+    assert "delete table" in script()
+    states.update(netdev=True, bridge=False)
+    guard.own4 = ["10.0.1.9"]  # the NIC's addresses changed: another guard
+    assert "delete table netdev" in script() and "10.0.1.9" in script()
+    nft_footprint.save({table: nft_footprint.union(nft_footprint.of(table),
+                                                   nft_footprint.wanted(nf, []))})
+    assert "delete table netdev" in script()  # a commit under way: not known

@@ -186,12 +186,10 @@ class ProtectionChange(steps.Step):
         with recency.recorded(install, remove, self.started or recency.now(), self.digests):
             if getattr(self.backend, "NATIVE", False) and not absent:
                 # nft: the wire guards go in the table's own transaction, so they and the
-                # chains go in together. A guard table that may exist is deleted and
-                # written again, for which nft 1.0.6 first fetches every table's chains
-                # and sets (0.14 s under QEMU at 1,000 NICs); a new one is only added
+                # chains go in together (only those not already as wanted: see
+                # guards_script)
                 commit.run(self.backend, self.changes, None, install, remove, None, [],
-                           self.ctx.log,
-                           guards=l2guard.render(guards, remove, l2guard.fresh(guards)))
+                           self.ctx.log, guards=self.backend.guards_script(guards, remove))
             else:
                 self._guarded_commit(commit, guards, absent)
                 l2guard.apply(remove=remove)

@@ -17,8 +17,7 @@ table vnm has no footprints for, reads the table whole.
 import json
 
 from vnmlib.errors import InputError, VnmError
-from vnmlib.firewall import nft_footprint, nft_render
-from vnmlib.firewall import libnft
+from vnmlib.firewall import l2guard, libnft, nft_footprint, nft_render
 from vnmlib.firewall.libnft import run
 from vnmlib.firewall.layout import GLOBAL_CHAIN
 from vnmlib.firewall.nft_render import (FAMILY, MAP_IN, MAP_OUT, MAP_ROUTED, NAT_FAMILY,
@@ -148,6 +147,23 @@ def commit(planned, guards=""):
     if not ok:
         _refused(err, guards)
     _record(planned, wanted)
+
+
+def guards_script(guards, remove):
+    """The wire guards' part of the table's transaction, for ``guards`` whose taps exist
+    (their footprints say what their last commit wrote) and the NICs ``remove``.
+
+    A guard whose table is in the netdev family only and whose text is the one its
+    NIC's last commit recorded is left as it is: rewriting a table that exists means
+    deleting it, for which nft 1.0.6 first fetches every chain and set of every table
+    (an ``update_sg`` or a second ``post``). One in neither family is only added; any
+    other (``pre``'s interim bridge table, a changed guard) deleted and written again."""
+    found = l2guard.states(guards)
+    netdev_only = {l2guard.FAMILY: True, l2guard.INTERIM_FAMILY: False}
+    kept = {g.table for g in guards if found[g.table] == netdev_only
+            and nft_footprint.of(g.table)["guard"] == nft_footprint.guard_text(g)}
+    return l2guard.render([g for g in guards if g.table not in kept], remove,
+                          l2guard.fresh(found))
 
 
 def _send(guards):

@@ -276,16 +276,24 @@ def _exists(family, table):
     return False if ok else (True if "File exists" in error else None)
 
 
-def present(guards):
-    """{table: the families it exists in} of ``guards``' tables."""
-    return {g.table: {family for family in FAMILIES if _exists(family, g.table)}
+def states(guards):
+    """{table: {family: True (it exists), False (it does not) or None (the kernel would
+    not say)}} of ``guards``' tables."""
+    return {g.table: {family: _exists(family, g.table) for family in FAMILIES}
             for g in guards}
 
 
-def fresh(guards):
-    """The tables of ``guards`` known to exist in neither family (only added, then)."""
-    return {g.table for g in guards
-            if all(_exists(family, g.table) is False for family in FAMILIES)}
+def present(guards):
+    """{table: the families it exists in} of ``guards``' tables."""
+    return {table: {family for family, there in found.items() if there}
+            for table, found in states(guards).items()}
+
+
+def fresh(found):
+    """The tables of ``found`` (:func:`states`) known to exist in neither family: only
+    added, then."""
+    return {table for table, by_family in found.items()
+            if all(there is False for there in by_family.values())}
 
 
 def missing(guards):

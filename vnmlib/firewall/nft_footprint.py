@@ -3,8 +3,10 @@
 Listing the table's chains, sets and dispatch maps grows with every NIC the
 host protects (nft 1.0.6 fetches all of them: 0.5 s under QEMU at 1,000 NICs,
 most of a ``post``). An update needs only its NICs' objects, so after every
-commit vnm records each NIC's *footprint*: the taps that dispatch to its chains
-and its named sets (``<run>/nft-footprint/<netns>/one-<vm>-<nic>``; vnm's
+commit vnm records each NIC's *footprint*: the taps that dispatch to its chains,
+its wire guard's text (an unchanged guard is not rewritten: rewriting is a
+delete, which makes nft fetch every chain and set first) and its named sets
+(``<run>/nft-footprint/<netns>/one-<vm>-<nic>``; vnm's
 rules carry their sets in them now, so only a table an older vnm wrote has
 named ones, deleted by the NIC's next update). A ``table`` record says every
 NIC of the table has one (written when vnm reads the table whole: at its
@@ -78,12 +80,15 @@ def known(base):
 
 
 def of(base):
-    """{"sets": [named sets], "taps": {map: [taps]}} of NIC ``base``; empty when unknown."""
+    """{"sets": [named sets], "taps": {map: [taps]}, "guard": text or None} of NIC
+    ``base``; empty when unknown. ``guard``: its wire guard's nft text as its last
+    commit wrote it (None when not known to be in the kernel)."""
     found = _read(base) or {}
     sets = [s for s in found.get("sets", ()) if isinstance(s, str)]
     taps = {m: [t for t in ts if isinstance(t, str)]
             for m, ts in (found.get("taps") or {}).items() if isinstance(ts, list)}
-    return {"sets": sets, "taps": taps}
+    guard = found.get("guard")
+    return {"sets": sets, "taps": taps, "guard": guard if isinstance(guard, str) else None}
 
 
 def wanted(nf, dispatch):
@@ -92,13 +97,21 @@ def wanted(nf, dispatch):
     taps = {}
     for map_name, _chain in dispatch:
         taps.setdefault(map_name, []).append(nf.tap)
-    return {"sets": [], "taps": taps}
+    return {"sets": [], "taps": taps, "guard": guard_text(nf.guard)}
+
+
+def guard_text(guard):
+    """What a footprint keeps of a wire guard (:class:`.l2guard.WireGuard` or None)."""
+    return "\n".join(guard.script()) if guard is not None else None
 
 
 def union(old, new):
+    """The record while a commit goes in: every name either has, and no guard (which
+    of the two is in the kernel is not known until the commit is done)."""
     return {"sets": sorted(set(old["sets"]) | set(new["sets"])),
             "taps": {m: sorted(set(old["taps"].get(m, ())) | set(new["taps"].get(m, ())))
-                     for m in set(old["taps"]) | set(new["taps"])}}
+                     for m in set(old["taps"]) | set(new["taps"])},
+            "guard": None}
 
 
 def save(footprints):

@@ -215,6 +215,27 @@ def test_a_set_left_with_a_nics_name_is_not_used_and_goes_with_a_whole_read(site
     assert f"set {leftover} " not in vnm_table(site)
 
 
+def guard_handle(site, table):
+    """The kernel's handle of wire guard table ``table`` (a new one once it is rewritten)."""
+    first = site.host.exec("nft", "-a", "list", "table", "netdev", table).splitlines()[0]
+    return first.rsplit("# handle ", 1)[1].strip()
+
+
+def test_an_update_leaves_an_unchanged_guard_as_it_is_and_puts_a_lost_one_back(site):
+    """update_sg does not rewrite A's wire guard when it is in the kernel as A's last
+    commit wrote it (a rewrite is a delete, for which nft fetches every chain and set of
+    every table); one deleted behind vnm's back is written again, and guards again."""
+    host, a_guard = site.host, f"one-{A_VM}-0"
+    before = guard_handle(site, a_guard)
+    assert_ok(site.fw.run(host, "fw", "update_sg", f"one-{A_VM}", stdin=A_XML))
+    assert guard_handle(site, a_guard) == before
+    host.exec("nft", "delete", "table", "netdev", a_guard)
+    assert_ok(site.fw.run(host, "fw", "update_sg", f"one-{A_VM}", stdin=A_XML))
+    assert guard_handle(site, a_guard) != before
+    # A's frames still meet their checks: the clean one passes, the spoofed ones do not
+    test_spoofed_mac_and_ip_are_dropped_dhcp_passes(site)
+
+
 def test_clean_leaves_nothing_of_the_vms(site):
     before = others(site)
     for name, (vm_id, xml, _ip, _ip6) in traffic.VMS.items():

@@ -265,8 +265,8 @@ def test_a_guard_table_is_fresh_only_when_in_neither_family(ns):
     ns.exec("nft", "add", "table", "bridge", "one-2-0")
     tables = ns.exec("nft", "list", "tables")
     code = ("import sys, types\nfrom vnmlib.firewall import l2guard\n"
-            "print(' '.join(sorted(l2guard.fresh(types.SimpleNamespace(table=t)\n"
-            "                                    for t in sys.argv[1:]))))")
+            "guards = [types.SimpleNamespace(table=t) for t in sys.argv[1:]]\n"
+            "print(' '.join(sorted(l2guard.fresh(l2guard.states(guards)))))")
     done = subprocess.run(["ip", "netns", "exec", ns.name, PYTHON, "-c", code, "one-1-0",
                            "one-2-0", "one-3-0"], capture_output=True, text=True, check=False,
                           env=dict(os.environ, PYTHONPATH=REPO))
