@@ -364,16 +364,15 @@ PROBE_TABLE = "vnm_probe"
 
 def probe():
     """None when this host can run the backend, else why not: a dry-run transaction
-    (checked by the kernel, never committed) using ``ct state`` and a concatenated
-    interval set in the bridge family, and the nat table's hooks, ``fib`` and a
-    port-mapped dnat (elastic, nodeport)."""
+    (checked by the kernel, never committed) using ``ct state`` and an anonymous
+    concatenated interval set in a chain's declaration in the bridge family (as a
+    NIC's chains are written), and the nat table's hooks, ``fib`` and a port-mapped
+    dnat (elastic, nodeport)."""
     script = "\n".join([
         f"add table {FAMILY} {PROBE_TABLE}",
-        f"add set {FAMILY} {PROBE_TABLE} s {{ type ipv4_addr . inet_proto . inet_service; "
-        "flags interval; }",
-        f"add chain {FAMILY} {PROBE_TABLE} c {{ type filter hook forward priority filter; }}",
-        f"add rule {FAMILY} {PROBE_TABLE} c ct state established,related accept",
-        f"add rule {FAMILY} {PROBE_TABLE} c ip saddr . meta l4proto . th dport @s accept",
+        f"add chain {FAMILY} {PROBE_TABLE} c {{ type filter hook forward priority filter; "
+        "ct state established,related accept; ip saddr . meta l4proto . th dport "
+        "{ 192.0.2.0/24 . tcp . 22-80, 198.51.100.7 . udp . 53 } accept; }",
         f"delete table {FAMILY} {PROBE_TABLE}",
         f"add table {NAT_FAMILY} {PROBE_TABLE}",
         f"add chain {NAT_FAMILY} {PROBE_TABLE} n {{ type nat hook prerouting priority -100; }}",
