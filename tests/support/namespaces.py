@@ -147,7 +147,8 @@ class Guest:
     def start(self, *args):
         """Start a long-running netprobe.py here and wait for its "ready" line."""
         proc = subprocess.Popen(["ip", "netns", "exec", self.name, sys.executable, PROBE,
-                                 *map(str, args)], stdout=subprocess.PIPE, text=True)
+                                 *map(str, args)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
         return proc
 

@@ -18,8 +18,9 @@ tagged-udp-frame IFACE VID SRCMAC SRCIP DSTIP DPORT
 arp-frame IFACE SRCMAC SENDERIP TARGETIP
                               send one broadcast ARP request (gratuitous when SENDERIP
                               is TARGETIP)
-sniff IFACE SECONDS udp PORT | icmp TYPE | arp SENDERIP
+sniff IFACE SECONDS udp PORT | icmp TYPE | arp SENDERIP [told]
                               print "ready", then the number of matching frames seen
+                              (with told: until a line on stdin, and a grace after it)
 seen-from PORT SECONDS        print "ready", accept one TCP connection on PORT, print
                               its source address ("none" when none came)
 """
@@ -224,7 +225,14 @@ def _matches(frame, kind, value):
     return kind == "icmp" and ip[9] == 1 and body[0] == int(value)
 
 
-def sniff(iface, seconds, kind, value):
+TOLD_GRACE = 0.3  # after the sender said it is done: its frames are through the bridge
+
+
+def sniff(iface, seconds, kind, value, told=None):
+    """Count matching frames for ``seconds``; with ``told``, until a line on stdin (the
+    caller's sender is done) and TOLD_GRACE after it, ``seconds`` at most: a window that
+    does not depend on how long the sender takes to start (TCG, a loaded machine)."""
+    waiting = [sys.stdin] if told == "told" else []
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003)) as sock:
         sock.bind((iface, 0))
         print("ready", flush=True)
@@ -234,8 +242,12 @@ def sniff(iface, seconds, kind, value):
             left = end - time.monotonic()
             if left <= 0:
                 break
-            ready, _, _ = select.select([sock], [], [], left)
-            if not ready:
+            ready, _, _ = select.select([sock] + waiting, [], [], left)
+            if waiting and sys.stdin in ready:
+                sys.stdin.readline()
+                waiting = []
+                end = min(end, time.monotonic() + TOLD_GRACE)
+            if sock not in ready:
                 continue
             frame, meta = sock.recvfrom(65535)
             if meta[2] != socket.PACKET_OUTGOING and _matches(frame, kind, value):

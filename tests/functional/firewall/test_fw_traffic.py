@@ -112,11 +112,14 @@ def site(request, tmp_path_factory):
 
 
 def sniffed(site, where, dev, kind, value, send):
-    """Frames matching ``kind value`` that reach ``where`` while ``send()`` runs."""
+    """Frames matching ``kind value`` that reach ``where`` while ``send()`` runs (and
+    netprobe's grace after it: a fixed window missed a sender slow to start under TCG)."""
     guest = site.guests[where]
-    proc = guest.start("sniff", dev, "0.8", kind, value)
+    proc = guest.start("sniff", dev, "20", kind, value, "told")
     try:
         send()
+        proc.stdin.write("sent\n")
+        proc.stdin.flush()
         return int(proc.stdout.readline())
     finally:
         stop(proc)
